@@ -1,0 +1,448 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Hooks: tracepoints found by name and kprobes/kretprobes on memcg
+ * lifecycle functions.  Handlers run in probe context: they never sleep,
+ * take no lock shared with the hot path, and count what they cannot do.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kprobes.h>
+#include <linux/percpu.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/tracepoint.h>
+#include <trace/events/cgroup.h>
+#include <trace/events/kmem.h>
+#include <trace/events/sched.h>
+#include <objcg_shadow/outbuf.h>
+#include "compat.h"
+#include "osh_module.h"
+
+enum osh_hook_kind {
+	OSH_HOOK_TRACEPOINT,
+	OSH_HOOK_KPROBE,
+	OSH_HOOK_KRETPROBE,
+};
+
+struct osh_hook {
+	const char *name;		/* tracepoint or function name */
+	enum osh_hook_kind kind;
+	bool required;
+	void *tp_probe;			/* tracepoint probe function */
+	struct tracepoint *tp;
+	struct kretprobe krp;		/* krp.kp is the kprobe for KPROBE */
+	bool attached;
+	int err;			/* why it is absent */
+	unsigned long __percpu *hits;
+};
+
+/* Events the hooks saw but that are not per-hook hits. */
+struct osh_events {
+	unsigned long kmem_alloc_accounted;
+	unsigned long kmem_alloc_failed;	/* NULL object */
+	unsigned long memcg_online_failed;	/* css_online returned error */
+};
+
+static DEFINE_PER_CPU(struct osh_events, osh_events);
+
+#define OSH_EVENT_INC(field)	this_cpu_inc(osh_events.field)
+
+static void osh_hit(struct osh_hook *hook)
+{
+	this_cpu_inc(*hook->hits);
+}
+
+static u64 osh_css_id(struct cgroup_subsys_state *css)
+{
+	return cgroup_id(css->cgroup);
+}
+
+/* --- kmem tracepoints ------------------------------------------------- */
+
+static void osh_tp_kmalloc(void *data, unsigned long call_site,
+			   const void *ptr, size_t bytes_req,
+			   size_t bytes_alloc, gfp_t gfp_flags, int node)
+{
+	osh_hit(data);
+	if (unlikely(!ptr))
+		OSH_EVENT_INC(kmem_alloc_failed);
+	else if (gfp_flags & __GFP_ACCOUNT)
+		OSH_EVENT_INC(kmem_alloc_accounted);
+}
+
+static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
+				    const void *ptr, struct kmem_cache *s,
+				    gfp_t gfp_flags, int node)
+{
+	osh_hit(data);
+	if (unlikely(!ptr))
+		OSH_EVENT_INC(kmem_alloc_failed);
+	else if (gfp_flags & __GFP_ACCOUNT)
+		OSH_EVENT_INC(kmem_alloc_accounted);
+}
+
+static void osh_tp_kfree(void *data, unsigned long call_site, const void *ptr)
+{
+	osh_hit(data);
+}
+
+static void osh_tp_kmem_cache_free(void *data, unsigned long call_site,
+				   const void *ptr, const struct kmem_cache *s)
+{
+	osh_hit(data);
+}
+
+/* --- cgroup tracepoints ----------------------------------------------- */
+
+/* mkdir and rename carry the path the kernel just computed: use it. */
+static void osh_tp_cgroup_path(void *data, struct cgroup *cgrp,
+			       const char *path)
+{
+	u64 id = cgroup_id(cgrp);
+	bool known;
+
+	osh_hit(data);
+	rcu_read_lock();
+	known = osh_memcg_lookup(&osh_tree, id);
+	rcu_read_unlock();
+	/* no record: the cgroup has no memcg of its own */
+	if (known)
+		osh_memcg_set_path(&osh_tree, id, path,
+				   GFP_ATOMIC | __GFP_NOWARN);
+}
+
+static void osh_tp_cgroup_rmdir(void *data, struct cgroup *cgrp,
+				const char *path)
+{
+	osh_hit(data);
+}
+
+static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
+				      const char *path,
+				      struct task_struct *task,
+				      bool threadgroup)
+{
+	struct cgroup_subsys_state *css;
+	long nr = threadgroup ? get_nr_threads(task) : 1;
+	u64 id;
+
+	osh_hit(data);
+	/* the tasks have moved: the leader's memory css is the destination */
+	rcu_read_lock();
+	css = osh_task_memcg_css(task);
+	id = osh_css_id(css);
+	rcu_read_unlock();
+	osh_memcg_attach(&osh_tree, id, nr);
+}
+
+/* --- sched tracepoints -------------------------------------------------- */
+
+static void osh_tp_sched_process_fork(void *data, struct task_struct *parent,
+				      struct task_struct *child)
+{
+	osh_hit(data);
+}
+
+static void osh_tp_sched_process_task(void *data, struct task_struct *p)
+{
+	osh_hit(data);
+}
+
+/* --- memcg lifecycle kprobes ------------------------------------------ */
+
+static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
+{
+	struct kretprobe *krp = container_of(kp, struct kretprobe, kp);
+
+	return container_of(krp, struct osh_hook, krp);
+}
+
+static int osh_online_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	*(unsigned long *)ri->data = osh_regs_arg(regs, 0);
+	return 0;
+}
+
+static int osh_online_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct cgroup_subsys_state *css = *(void **)ri->data;
+	struct osh_hook *hook = container_of(get_kretprobe(ri),
+					     struct osh_hook, krp);
+
+	osh_hit(hook);
+	if (regs_return_value(regs)) {
+		OSH_EVENT_INC(memcg_online_failed);
+		return 0;
+	}
+	osh_memcg_seen_online(css, false, OSH_MEMCG_ONLINE);
+	return 0;
+}
+
+static int osh_kp_set_state(struct kprobe *kp, struct pt_regs *regs, int state)
+{
+	struct cgroup_subsys_state *css = (void *)osh_regs_arg(regs, 0);
+
+	osh_hit(osh_kprobe_hook(kp));
+	osh_memcg_set_state(&osh_tree, osh_css_id(css), state);
+	return 0;
+}
+
+static int osh_kp_offline(struct kprobe *kp, struct pt_regs *regs)
+{
+	return osh_kp_set_state(kp, regs, OSH_MEMCG_OFFLINE);
+}
+
+static int osh_kp_released(struct kprobe *kp, struct pt_regs *regs)
+{
+	return osh_kp_set_state(kp, regs, OSH_MEMCG_RELEASED);
+}
+
+static int osh_kp_free(struct kprobe *kp, struct pt_regs *regs)
+{
+	return osh_kp_set_state(kp, regs, OSH_MEMCG_FREED);
+}
+
+/*
+ * mem_cgroup_attach() gets a cgroup_taskset, whose layout is private to
+ * kernel/cgroup; per-task attach counts come from cgroup_attach_task.
+ */
+static int osh_kp_count(struct kprobe *kp, struct pt_regs *regs)
+{
+	osh_hit(osh_kprobe_hook(kp));
+	return 0;
+}
+
+/* --- the hook table ----------------------------------------------------- */
+
+#define OSH_TP(_name, _probe, _req)					\
+	{ .name = #_name, .kind = OSH_HOOK_TRACEPOINT, .required = _req,	\
+	  .tp_probe = _probe }
+#define OSH_KP(_sym, _pre, _req)					\
+	{ .name = #_sym, .kind = OSH_HOOK_KPROBE, .required = _req,	\
+	  .krp.kp.pre_handler = _pre }
+#define OSH_KRP(_sym, _entry, _ret, _size, _req)			\
+	{ .name = #_sym, .kind = OSH_HOOK_KRETPROBE, .required = _req,	\
+	  .krp.entry_handler = _entry, .krp.handler = _ret,		\
+	  .krp.data_size = _size }
+
+static struct osh_hook osh_hooks[] = {
+	OSH_TP(kmalloc, osh_tp_kmalloc, true),
+	OSH_TP(kmem_cache_alloc, osh_tp_kmem_cache_alloc, true),
+	OSH_TP(kfree, osh_tp_kfree, true),
+	OSH_TP(kmem_cache_free, osh_tp_kmem_cache_free, true),
+	OSH_TP(cgroup_mkdir, osh_tp_cgroup_path, true),
+	OSH_TP(cgroup_rmdir, osh_tp_cgroup_rmdir, true),
+	OSH_TP(cgroup_rename, osh_tp_cgroup_path, false),
+	OSH_TP(cgroup_attach_task, osh_tp_cgroup_attach_task, true),
+	OSH_TP(sched_process_fork, osh_tp_sched_process_fork, true),
+	OSH_TP(sched_process_exit, osh_tp_sched_process_task, true),
+	OSH_TP(sched_process_free, osh_tp_sched_process_task, true),
+	OSH_KRP(mem_cgroup_css_online, osh_online_entry, osh_online_ret,
+		sizeof(void *), true),
+	OSH_KP(mem_cgroup_css_offline, osh_kp_offline, true),
+	OSH_KP(mem_cgroup_css_released, osh_kp_released, true),
+	OSH_KP(mem_cgroup_css_free, osh_kp_free, true),
+	OSH_KP(mem_cgroup_attach, osh_kp_count, OSH_HAVE_MEM_CGROUP_ATTACH),
+};
+
+/* The build fails if a probe's prototype differs from the kernel's. */
+static void __maybe_unused osh_check_probe_types(void)
+{
+	check_trace_callback_type_kmalloc(osh_tp_kmalloc);
+	check_trace_callback_type_kmem_cache_alloc(osh_tp_kmem_cache_alloc);
+	check_trace_callback_type_kfree(osh_tp_kfree);
+	check_trace_callback_type_kmem_cache_free(osh_tp_kmem_cache_free);
+	check_trace_callback_type_cgroup_mkdir(osh_tp_cgroup_path);
+	check_trace_callback_type_cgroup_rmdir(osh_tp_cgroup_rmdir);
+	check_trace_callback_type_cgroup_rename(osh_tp_cgroup_path);
+	check_trace_callback_type_cgroup_attach_task(osh_tp_cgroup_attach_task);
+	check_trace_callback_type_sched_process_fork(osh_tp_sched_process_fork);
+	check_trace_callback_type_sched_process_exit(osh_tp_sched_process_task);
+	check_trace_callback_type_sched_process_free(osh_tp_sched_process_task);
+}
+
+static void osh_find_tracepoint(struct tracepoint *tp, void *unused)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
+		if (osh_hooks[i].kind == OSH_HOOK_TRACEPOINT &&
+		    !strcmp(osh_hooks[i].name, tp->name))
+			osh_hooks[i].tp = tp;
+	}
+}
+
+static int osh_hook_attach_one(struct osh_hook *hook)
+{
+	switch (hook->kind) {
+	case OSH_HOOK_TRACEPOINT:
+		if (!hook->tp)
+			return -ENOENT;
+		return tracepoint_probe_register(hook->tp, hook->tp_probe, hook);
+	case OSH_HOOK_KPROBE:
+		hook->krp.kp.symbol_name = hook->name;
+		return register_kprobe(&hook->krp.kp);
+	case OSH_HOOK_KRETPROBE:
+		hook->krp.kp.symbol_name = hook->name;
+		/* several cgroups may come online at once on different CPUs */
+		hook->krp.maxactive = 4 * num_possible_cpus();
+		return register_kretprobe(&hook->krp);
+	}
+	return -EINVAL;
+}
+
+static void osh_hook_detach_one(struct osh_hook *hook)
+{
+	switch (hook->kind) {
+	case OSH_HOOK_TRACEPOINT:
+		tracepoint_probe_unregister(hook->tp, hook->tp_probe, hook);
+		break;
+	case OSH_HOOK_KPROBE:
+		unregister_kprobe(&hook->krp.kp);
+		break;
+	case OSH_HOOK_KRETPROBE:
+		unregister_kretprobe(&hook->krp);
+		break;
+	}
+	hook->attached = false;
+}
+
+static void osh_hooks_free_counters(void)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
+		free_percpu(osh_hooks[i].hits);
+		osh_hooks[i].hits = NULL;
+	}
+}
+
+/**
+ * osh_hooks_detach() - detach every attached hook and wait for handlers
+ *
+ * Context: process.  After return no handler runs or will run.
+ */
+void osh_hooks_detach(void)
+{
+	size_t i;
+
+	for (i = ARRAY_SIZE(osh_hooks); i-- > 0;) {
+		if (osh_hooks[i].attached)
+			osh_hook_detach_one(&osh_hooks[i]);
+	}
+	/* tracepoint handlers may still run until both grace periods end */
+	tracepoint_synchronize_unregister();
+	osh_hooks_free_counters();
+}
+
+/**
+ * osh_hooks_attach() - attach every hook of the table
+ *
+ * A required hook that cannot be attached makes the whole call fail with
+ * nothing left attached; an optional one is logged and reported absent.
+ *
+ * Return: 0 or the error of the first required hook that failed.
+ */
+int osh_hooks_attach(void)
+{
+	size_t i;
+	int err;
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
+		osh_hooks[i].hits = alloc_percpu(unsigned long);
+		if (!osh_hooks[i].hits) {
+			err = -ENOMEM;
+			goto free_counters;
+		}
+	}
+	for_each_kernel_tracepoint(osh_find_tracepoint, NULL);
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
+		struct osh_hook *hook = &osh_hooks[i];
+
+		err = osh_hook_attach_one(hook);
+		hook->err = err;
+		if (!err) {
+			hook->attached = true;
+			continue;
+		}
+		if (hook->required) {
+			pr_err("cannot attach required hook %s: error %d\n",
+			       hook->name, err);
+			goto detach_hooks;
+		}
+		pr_info("optional hook %s absent: error %d\n", hook->name, err);
+	}
+	return 0;
+
+detach_hooks:
+	osh_hooks_detach();
+	return err;
+free_counters:
+	osh_hooks_free_counters();
+	return err;
+}
+
+static const char *const osh_hook_kind_names[] = {
+	[OSH_HOOK_TRACEPOINT] = "tracepoint",
+	[OSH_HOOK_KPROBE] = "kprobe",
+	[OSH_HOOK_KRETPROBE] = "kretprobe",
+};
+
+static unsigned long osh_sum_percpu(unsigned long __percpu *counter)
+{
+	unsigned long sum = 0;
+	int cpu;
+
+	if (!counter)
+		return 0;
+	for_each_possible_cpu(cpu)
+		sum += *per_cpu_ptr(counter, cpu);
+	return sum;
+}
+
+/**
+ * osh_hooks_dump() - one line per hook: state, hits, misses
+ * @ob: output
+ */
+void osh_hooks_dump(struct osh_buf *ob)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
+		const struct osh_hook *hook = &osh_hooks[i];
+		unsigned long missed = 0;
+
+		if (hook->kind == OSH_HOOK_KPROBE)
+			missed = hook->krp.kp.nmissed;
+		else if (hook->kind == OSH_HOOK_KRETPROBE)
+			missed = hook->krp.kp.nmissed + hook->krp.nmissed;
+		osh_buf_printf(ob,
+			       "name=%s kind=%s required=%d state=%s error=%d hits=%lu misses=%lu\n",
+			       hook->name, osh_hook_kind_names[hook->kind],
+			       hook->required,
+			       hook->attached ? "attached" : "absent",
+			       hook->err, osh_sum_percpu(hook->hits), missed);
+	}
+}
+
+/**
+ * osh_events_dump() - event counters of the hooks as key=value lines
+ * @ob: output
+ */
+void osh_events_dump(struct osh_buf *ob)
+{
+	struct osh_events sum = {};
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		const struct osh_events *ev = per_cpu_ptr(&osh_events, cpu);
+
+		sum.kmem_alloc_accounted += ev->kmem_alloc_accounted;
+		sum.kmem_alloc_failed += ev->kmem_alloc_failed;
+		sum.memcg_online_failed += ev->memcg_online_failed;
+	}
+	osh_buf_printf(ob, "kmem_alloc_accounted=%lu\n", sum.kmem_alloc_accounted);
+	osh_buf_printf(ob, "kmem_alloc_failed=%lu\n", sum.kmem_alloc_failed);
+	osh_buf_printf(ob, "memcg_online_failed=%lu\n", sum.memcg_online_failed);
+}

@@ -1,0 +1,58 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Out-of-line parts of the userspace shim (see osh_env.h). */
+#include "osh_env.h"
+
+long osh_shim_warnings;
+long osh_shim_fail_alloc_in;
+__thread int osh_shim_cpu;
+
+static pthread_mutex_t osh_rcu_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rcu_head *osh_rcu_pending;
+
+void *osh_shim_alloc(size_t size, bool zero, gfp_t gfp)
+{
+	(void)gfp;
+	if (osh_shim_fail_alloc_in > 0 &&
+	    __atomic_sub_fetch(&osh_shim_fail_alloc_in, 1, __ATOMIC_RELAXED) == 0)
+		return NULL;
+	return zero ? calloc(1, size) : malloc(size);
+}
+
+char *kstrdup(const char *s, gfp_t gfp)
+{
+	size_t len = strlen(s) + 1;
+	char *copy = osh_shim_alloc(len, false, gfp);
+
+	if (copy)
+		memcpy(copy, s, len);
+	return copy;
+}
+
+void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head))
+{
+	head->func = func;
+	pthread_mutex_lock(&osh_rcu_lock);
+	head->next = osh_rcu_pending;
+	osh_rcu_pending = head;
+	pthread_mutex_unlock(&osh_rcu_lock);
+}
+
+void osh_shim_rcu_barrier(void)
+{
+	struct rcu_head *head;
+
+	for (;;) {
+		pthread_mutex_lock(&osh_rcu_lock);
+		head = osh_rcu_pending;
+		osh_rcu_pending = NULL;
+		pthread_mutex_unlock(&osh_rcu_lock);
+		if (!head)
+			break;
+		while (head) {
+			struct rcu_head *next = head->next;
+
+			head->func(head);
+			head = next;
+		}
+	}
+}
