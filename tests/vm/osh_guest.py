@@ -1,0 +1,243 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Helpers for tests that run inside the guest (as root, cgroup v2).
+
+Tests are plain functions named test_*; run_tests() prints one
+"PASS name" / "FAIL name: why" line per test, which tests/run counts.
+"""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))))
+MODULE = os.path.join(REPO, "module", "objcg_shadow.ko")
+KMEMLOAD = os.path.join(REPO, "tests", "workloads", "kmemload")
+DEBUGFS = "/sys/kernel/debug/objcg_shadow"
+CGROOT = "/sys/fs/cgroup"
+
+
+class TestFailure(AssertionError):
+    pass
+
+
+def check(cond, msg):
+    if not cond:
+        raise TestFailure(msg)
+
+
+def sh(cmd, check_rc=True, **kw):
+    p = subprocess.run(cmd, shell=isinstance(cmd, str), capture_output=True,
+                       text=True, **kw)
+    if check_rc and p.returncode != 0:
+        raise TestFailure("command failed (%d): %s\n%s%s" % (
+            p.returncode, cmd, p.stdout, p.stderr))
+    return p
+
+
+# --- module ----------------------------------------------------------------
+
+def module_loaded():
+    with open("/proc/modules") as f:
+        return any(line.split()[0] == "objcg_shadow" for line in f)
+
+
+def insmod(params="", must_succeed=True):
+    cmd = ["insmod", MODULE] + params.split()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if must_succeed and p.returncode != 0:
+        raise TestFailure("insmod %s failed: %s\n%s" % (
+            params, p.stderr.strip(), dmesg_tail(20)))
+    return p
+
+
+def rmmod():
+    p = subprocess.run(["rmmod", "objcg_shadow"], capture_output=True,
+                       text=True)
+    if p.returncode != 0:
+        raise TestFailure("rmmod failed: " + p.stderr.strip())
+
+
+def ensure_unloaded():
+    if module_loaded():
+        rmmod()
+
+
+def dmesg():
+    return sh(["dmesg"]).stdout
+
+
+def dmesg_tail(n):
+    return "\n".join(dmesg().splitlines()[-n:])
+
+
+def dmesg_mark():
+    """Return a function giving the dmesg text logged since this call."""
+    before = len(dmesg().splitlines())
+    return lambda: "\n".join(dmesg().splitlines()[before:])
+
+
+# --- debugfs -----------------------------------------------------------------
+
+def unescape(value):
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), value)
+
+
+def parse_kv_line(line):
+    rec = {}
+    for field in line.split():
+        key, _, value = field.partition("=")
+        rec[key] = unescape(value)
+    return rec
+
+
+def read_records(name):
+    with open(os.path.join(DEBUGFS, name)) as f:
+        return [parse_kv_line(l) for l in f.read().splitlines() if l.strip()]
+
+
+def read_kv(name):
+    out = {}
+    for rec in read_records(name):
+        out.update(rec)
+    return out
+
+
+def shadow_cgroups():
+    """Records keyed by id; a freed record kept in the graveyard and a live
+    one never share an id, so the last one wins."""
+    return {int(r["id"]): r for r in read_records("cgroups")}
+
+
+def hooks():
+    return {r["name"]: r for r in read_records("hooks")}
+
+
+# --- cgroups -----------------------------------------------------------------
+
+def cg_path(rel):
+    return os.path.join(CGROOT, rel.strip("/"))
+
+
+def cg_id(rel):
+    return os.stat(cg_path(rel)).st_ino
+
+
+def enable_memory(rel):
+    """Enable the memory controller for the children of cgroup @rel."""
+    with open(os.path.join(cg_path(rel), "cgroup.subtree_control"), "w") as f:
+        f.write("+memory")
+
+
+def cg_mkdir(rel, memory_for_children=False):
+    path = cg_path(rel)
+    os.makedirs(path, exist_ok=True)
+    if memory_for_children:
+        enable_memory(rel)
+    return path
+
+
+def cg_rmdir_tree(rel):
+    path = cg_path(rel)
+    if not os.path.isdir(path):
+        return
+    for dirpath, dirnames, _ in sorted(os.walk(path), key=lambda t: -len(t[0])):
+        # move stray tasks to the root so rmdir can succeed
+        try:
+            with open(os.path.join(dirpath, "cgroup.procs")) as f:
+                for pid in f.read().split():
+                    cg_move(pid, "/")
+        except OSError:
+            pass
+        os.rmdir(dirpath)
+
+
+def cg_move(pid, rel):
+    with open(os.path.join(cg_path(rel), "cgroup.procs"), "w") as f:
+        f.write(str(pid))
+
+
+def cg_move_thread(tid, rel):
+    with open(os.path.join(cg_path(rel), "cgroup.threads"), "w") as f:
+        f.write(str(tid))
+
+
+def wait_for(cond, timeout=20.0, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TestFailure("timed out after %.0fs waiting for %s" % (
+                timeout, what))
+        time.sleep(interval)
+
+
+# --- workloads -----------------------------------------------------------------
+
+class Workload:
+    """kmemload --hold in the background, freed by closing its stdin."""
+
+    def __init__(self, args, cgroup=None):
+        cmd = [KMEMLOAD] + args + ["--hold"]
+        if cgroup:
+            cmd += ["--cgroup", cg_path(cgroup)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            self.proc.kill()
+            raise TestFailure("kmemload %s did not get ready: %r" % (
+                " ".join(args), line))
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def release(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.close()
+            out = self.proc.stdout.read()
+            rc = self.proc.wait(timeout=120)
+            check(rc == 0, "kmemload exited %d: %s" % (rc, out))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+
+
+# --- runner --------------------------------------------------------------------
+
+def run_tests(module_globals, prefix="vm_"):
+    names = [n for n in module_globals if n.startswith("test_")]
+    only = sys.argv[1:]
+    failed = 0
+    for name in names:
+        if only and name not in only:
+            continue
+        fn = module_globals[name]
+        label = prefix + name[len("test_"):]
+        t0 = time.monotonic()
+        try:
+            fn()
+        except Exception as e:  # report every failure, keep going
+            failed += 1
+            detail = str(e) if isinstance(e, TestFailure) else \
+                traceback.format_exc()
+            print("FAIL %s: %s" % (label, detail.strip().replace(
+                "\n", "\n    ")), flush=True)
+        else:
+            print("PASS %s (%.1fs)" % (label, time.monotonic() - t0),
+                  flush=True)
+        finally:
+            try:
+                ensure_unloaded()
+            except TestFailure as e:
+                print("FAIL %s_cleanup: %s" % (label, e), flush=True)
+                failed += 1
+    return 1 if failed else 0
