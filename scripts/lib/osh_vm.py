@@ -532,7 +532,8 @@ def numa_layout(cpus: int, nodes: int, mem: int) -> list[tuple[list[int], int]]:
 
 
 def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int,
-                 nodes: int, mem: int, out: Path, ctl: Path, scratch: Path) -> list[str]:
+                 nodes: int, mem: int, out: Path, ctl: Path, scratch: Path,
+                 verbose: bool = False) -> list[str]:
     # One socket per NUMA node when possible, otherwise one per CPU: CPUs that
     # share a socket (LLC) but sit on different nodes make the scheduler's
     # topology_sane() WARN at boot, which panic_on_warn turns into a panic.
@@ -547,7 +548,8 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
             spec += f",cpus={node_cpus[0]}-{node_cpus[-1]}"
         cmd += ["-numa", spec]
     cmd += ["-kernel", str(boot_image), "-initrd", str(initramfs),
-            "-append", KERNEL_CMDLINE,
+            "-append", KERNEL_CMDLINE if not verbose else
+            KERNEL_CMDLINE.replace("quiet loglevel=4", "loglevel=7"),
             "-nographic", "-no-reboot", "-nic", "none"]
 
     def share(tag: str, path: Path, readonly: bool) -> list[str]:
@@ -765,7 +767,7 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
     genv.update(env)
     _write_ctl(ctl, cmd, nonce, load, params, genv)
     qcmd = qemu_command(k, boot_image, initramfs, cpus=cpus, nodes=nodes, mem=mem, out=out_dir,
-                        ctl=ctl, scratch=scratch)
+                        ctl=ctl, scratch=scratch, verbose=verbose)
     if verbose:
         log("qemu command: " + shlex.join(qcmd))
 
