@@ -35,7 +35,15 @@ enum osh_memcg_state {
 /* Upper bound for the keep_freed parameter: freed records kept for display */
 #define OSH_KEEP_FREED_MAX	65536U
 
+/* Accounting designs run side by side (see acct.h) */
+#define OSH_MAX_DESIGNS		8
+
+struct osh_mdesign;
+
+struct osh_memcg_tree;
+
 struct osh_memcg {
+	struct osh_memcg_tree *tree;
 	struct hlist_node hnode;	/* tree->hash, until freed */
 	struct list_head node;		/* tree->live, then tree->graveyard */
 	struct rcu_head rcu;
@@ -49,6 +57,8 @@ struct osh_memcg {
 	atomic_long_t tasks_attached;	/* tasks moved into this memcg */
 	atomic_long_t attach_ops;	/* attach operations targeting it */
 	bool discovered;		/* found by the load-time walk */
+	/* per-design accounting state, owned by acct.c */
+	struct osh_mdesign *design[OSH_MAX_DESIGNS];
 };
 
 /* Global tree counters, all visible in debugfs */
@@ -71,11 +81,14 @@ struct osh_memcg_tree {
 	unsigned int nr_graveyard;
 	unsigned int keep_freed;	/* graveyard capacity */
 	struct osh_tree_stats stats;
+	/* called from RCU when a record's memory goes, to free its state */
+	void (*release)(struct osh_memcg *memcg);
 };
 
 const char *osh_memcg_state_name(int state);
 
-void osh_tree_init(struct osh_memcg_tree *tree, unsigned int keep_freed);
+void osh_tree_init(struct osh_memcg_tree *tree, unsigned int keep_freed,
+		   void (*release)(struct osh_memcg *memcg));
 void osh_tree_destroy(struct osh_memcg_tree *tree);
 
 struct osh_memcg *osh_memcg_lookup(struct osh_memcg_tree *tree, u64 id);

@@ -34,8 +34,10 @@ static struct hlist_head *osh_bucket(struct osh_memcg_tree *tree, u64 id)
  * osh_tree_init() - initialise an empty tree
  * @tree: the tree
  * @keep_freed: how many freed records to keep for display
+ * @release: frees the per-design state of a record, may be NULL
  */
-void osh_tree_init(struct osh_memcg_tree *tree, unsigned int keep_freed)
+void osh_tree_init(struct osh_memcg_tree *tree, unsigned int keep_freed,
+		   void (*release)(struct osh_memcg *memcg))
 {
 	unsigned int i;
 
@@ -46,12 +48,15 @@ void osh_tree_init(struct osh_memcg_tree *tree, unsigned int keep_freed)
 	INIT_LIST_HEAD(&tree->live);
 	INIT_LIST_HEAD(&tree->graveyard);
 	tree->keep_freed = min(keep_freed, OSH_KEEP_FREED_MAX);
+	tree->release = release;
 }
 
 static void osh_memcg_free_rcu(struct rcu_head *head)
 {
 	struct osh_memcg *memcg = container_of(head, struct osh_memcg, rcu);
 
+	if (memcg->tree->release)
+		memcg->tree->release(memcg);
 	kfree(memcg->path);
 	kfree(memcg);
 }
@@ -148,6 +153,7 @@ static struct osh_memcg *osh_memcg_alloc(struct osh_memcg_tree *tree, u64 id,
 	}
 	refcount_set(&memcg->ref, 1);
 	INIT_LIST_HEAD(&memcg->node);
+	memcg->tree = tree;
 	memcg->id = id;
 	memcg->parent_id = parent_id;
 	memcg->level = level;

@@ -24,6 +24,8 @@ typedef uint16_t u16;
 typedef uint32_t u32;
 typedef uint64_t u64;
 typedef int64_t s64;
+typedef int16_t s16;
+typedef int32_t s32;
 typedef unsigned int gfp_t;
 
 #define GFP_KERNEL	0x1u
@@ -48,6 +50,8 @@ typedef unsigned int gfp_t;
 #define container_of(ptr, type, member) \
 	((type *)((char *)(ptr) - offsetof(type, member)))
 #define BIT(n)		(1UL << (n))
+#define ALIGN(x, a)	(((x) + (a) - 1) & ~((__typeof__(x))(a) - 1))
+#define DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
 #define ARRAY_SIZE(a)	(sizeof(a) / sizeof((a)[0]))
 #define min(a, b)	((a) < (b) ? (a) : (b))
 #define max(a, b)	((a) > (b) ? (a) : (b))
@@ -106,6 +110,10 @@ typedef struct { long counter; } atomic_long_t;
 #define atomic_long_dec(v)	atomic_dec(v)
 #define atomic_long_xchg(v, i)	atomic_xchg(v, i)
 #define atomic_long_add_return(i, v) atomic_add_return(i, v)
+#define atomic_long_dec_and_test(v)	atomic_dec_and_test(v)
+#define atomic_long_try_cmpxchg(v, oldp, new)				\
+	__atomic_compare_exchange_n(&(v)->counter, (oldp), (new), false,	\
+				    __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)
 #define cmpxchg(p, old, new) ({						\
 	__typeof__(*(p)) __old = (old);					\
 	__atomic_compare_exchange_n((p), &__old, (new), false,		\
@@ -229,6 +237,19 @@ static inline void list_move_tail(struct list_head *entry,
 static inline bool list_empty(const struct list_head *head)
 {
 	return head->next == head;
+}
+
+static inline void list_splice(struct list_head *list, struct list_head *head)
+{
+	if (!list_empty(list)) {
+		struct list_head *first = list->next, *last = list->prev;
+		struct list_head *at = head->next;
+
+		first->prev = head;
+		head->next = first;
+		last->next = at;
+		at->prev = last;
+	}
 }
 
 static inline void list_splice_init(struct list_head *list,

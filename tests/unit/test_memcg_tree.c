@@ -50,7 +50,7 @@ static bool has_line(const char *text, const char *needle)
 
 static void build_abc(void)
 {
-	osh_tree_init(&tree, 4);
+	osh_tree_init(&tree, 4, NULL);
 	CHECK(osh_memcg_observe(&tree, 1, 0, 0, OSH_MEMCG_ONLINE, true,
 				GFP_KERNEL));
 	CHECK(osh_memcg_observe(&tree, 10, 1, 1, OSH_MEMCG_ONLINE, false,
@@ -169,7 +169,7 @@ static void test_attach_counts(void)
 
 static void test_alloc_failure_counted(void)
 {
-	osh_tree_init(&tree, 4);
+	osh_tree_init(&tree, 4, NULL);
 	osh_shim_fail_alloc_in = 1;
 	CHECK(!osh_memcg_observe(&tree, 1, 0, 0, OSH_MEMCG_ONLINE, false,
 				 GFP_ATOMIC));

@@ -1,0 +1,230 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Shadow kmem accounting: obj_cgroups, per-CPU byte stocks, page charges
+ * and reparenting, for several accounting designs fed by one event stream.
+ *
+ * The algorithms follow mm/memcontrol.c of the reference kernel (6.1):
+ * obj_cgroup_charge(), refill_obj_stock(), drain_obj_stock(),
+ * mod_objcg_state() and memcg_reparent_objcgs().  A design with one stock
+ * slot keyed by objcg and one objcg per memcg is exactly 6.1; the other
+ * knobs model later kernels and proposals.
+ *
+ * Concurrency, as in the kernel: stocks and hot counters are per CPU and
+ * used with interrupts off by the caller (struct osh_cpu_ctx); objcg
+ * lists are changed under acct->objcg_lock, only at cgroup offline;
+ * everything else is atomic.  Objcgs and memcg records are freed by RCU.
+ */
+#ifndef OBJCG_SHADOW_ACCT_H
+#define OBJCG_SHADOW_ACCT_H
+
+#include "osh_env.h"
+#include "memcg_tree.h"
+#include "objmap.h"
+
+#define OSH_STOCK_MAX_SLOTS	8
+#define OSH_DESIGN_NAME_LEN	32
+#define OSH_MAX_NODES		64	/* shadow per-node state is sized by nr_nodes */
+
+enum osh_task_cache {
+	OSH_TASK_CACHE_NONE,		/* look the objcg up at every allocation */
+	OSH_TASK_CACHE_SINGLE,		/* one cached objcg per task (v6.7+) */
+	OSH_TASK_CACHE_PERNODE,		/* one cached objcg per node per task */
+};
+
+/* One accounting design: a point in the space of DESIGN.md. */
+struct osh_design {
+	char name[OSH_DESIGN_NAME_LEN];
+	bool per_node_objcg;		/* memcg has one objcg per NUMA node */
+	enum osh_task_cache task_cache;
+	unsigned int stock_slots;	/* per-CPU obj stock slots, 1 in 6.1 */
+	bool stock_by_memcg;		/* a slot matches any objcg of its memcg */
+};
+
+enum osh_slab_type {
+	OSH_SLAB_RECLAIMABLE,
+	OSH_SLAB_UNRECLAIMABLE,
+	OSH_NR_SLAB_TYPES,
+};
+
+/* Exact per-node byte counters of live objects, per objcg. */
+enum osh_objcg_stat {
+	OSH_STAT_SLAB_RECLAIMABLE,	/* = OSH_SLAB_RECLAIMABLE */
+	OSH_STAT_SLAB_UNRECLAIMABLE,	/* = OSH_SLAB_UNRECLAIMABLE */
+	OSH_STAT_KERNEL_STACK,
+	OSH_NR_OBJCG_STATS,
+};
+
+struct osh_acct;
+
+struct osh_objcg {
+	atomic_long_t ref;		/* objects, stock slots, the memcg */
+	struct osh_memcg *memcg;	/* referenced; swapped on reparent */
+	atomic_t nr_charged_bytes;	/* sub-page remainder, as the kernel */
+	struct list_head list;		/* inherited objcgs; objcg_lock */
+	struct rcu_head rcu;
+	struct osh_acct *acct;
+	short node;			/* NUMA node, -1 for a per-memcg objcg */
+	u8 design;
+	atomic_long_t nr_objects;	/* live slab objects charged to it */
+	atomic_long_t stat[];		/* [node][OSH_NR_OBJCG_STATS] */
+};
+
+/* Per memcg, per design. */
+struct osh_mdesign {
+	struct osh_objcg **objcg;	/* active objcg(s), RCU; [node] or [0] */
+	struct list_head objcg_list;	/* inherited objcgs; objcg_lock */
+	atomic_long_t kmem_pages;	/* MEMCG_KMEM, local: charged pages */
+	atomic_long_t *vmstat;		/* [node][type]: flushed slab bytes */
+	atomic_t charged_bytes;		/* remainder of memcg-keyed stocks */
+};
+
+struct osh_stock_slot {
+	struct osh_objcg *objcg;	/* referenced, or NULL */
+	unsigned int nr_bytes;		/* pre-charged bytes */
+	int node;			/* cached_pgdat, -1 for none */
+	int nr_slab_b[OSH_NR_SLAB_TYPES];	/* vmstat bytes not yet flushed */
+	u64 last_use;			/* victim choice for multi-slot stocks */
+};
+
+struct osh_stock {
+	u64 clock;
+	struct osh_stock_slot slot[OSH_STOCK_MAX_SLOTS];
+};
+
+/* Per design, per CPU: what the design would do, in counts. */
+struct osh_dcounters {
+	unsigned long allocs;		/* objects charged */
+	unsigned long frees;		/* objects uncharged */
+	unsigned long stock_hits;	/* charge served from the stock */
+	unsigned long stock_misses;	/* charge needed page charging */
+	unsigned long drain_objcg;	/* slot drained: objcg switch */
+	unsigned long drain_node;	/* vmstat flushed: node switch */
+	unsigned long drain_explicit;	/* drained on request */
+	unsigned long charge_ops;	/* page counter charges */
+	unsigned long charge_pages;
+	unsigned long uncharge_ops;	/* page counter uncharges */
+	unsigned long uncharge_pages;
+	unsigned long vmstat_flushes;	/* per-memcg vmstat updates */
+	unsigned long remote_objcg_cpu;	/* objcg node != CPU node */
+	unsigned long remote_objcg_page; /* objcg node != object's page node */
+	unsigned long root_bypass;	/* no objcg: task in the root memcg */
+	unsigned long task_refresh;	/* task cache refreshed */
+	unsigned long task_retry;	/* refresh retried: attach raced */
+	unsigned long task_root_fallback; /* no task state: root objcg used */
+	unsigned long page_allocs;	/* page-level kmem charges */
+	unsigned long page_frees;
+};
+
+#define OSH_NR_DCOUNTERS (sizeof(struct osh_dcounters) / sizeof(unsigned long))
+
+/* Per CPU: one stock and one counter set per design. */
+struct osh_cpu_ctx {
+	int cpu;
+	int node;			/* this CPU's NUMA node */
+	unsigned int depth;		/* recursion guard */
+	unsigned long recursion;	/* events dropped: handler re-entered */
+	struct osh_stock stock[OSH_MAX_DESIGNS];
+	struct osh_dcounters cnt[OSH_MAX_DESIGNS];
+};
+
+/* Rare, global events; all visible in debugfs. */
+enum osh_acct_event {
+	OSH_EV_OBJ_UNTRACKED_FREE,	/* accounted object not in the map */
+	OSH_EV_OBJ_MAP_FULL,		/* object dropped: map full */
+	OSH_EV_OBJ_STALE,		/* entry replaced: its free was missed */
+	OSH_EV_PAGE_UNTRACKED_FREE,
+	OSH_EV_PAGE_MAP_FULL,
+	OSH_EV_PAGE_STALE,
+	OSH_EV_OBJCG_ALLOC_FAILED,	/* memcg left without objcg (counted) */
+	OSH_EV_REPARENT_OPS,		/* memcg offlines reparented */
+	OSH_EV_OBJCGS_SWAPPED,		/* objcg->memcg pointer swaps */
+	OSH_EV_OBJECTS_REPOINTED,	/* live objects a design without
+					 * objcgs would have had to touch */
+	OSH_EV_NO_PARENT,		/* offline without a parent record */
+	OSH_EV_OBJCG_RELEASED,		/* objcgs freed after their last ref */
+	OSH_EV_RELEASE_UNCHARGED_PAGES,	/* pages uncharged at objcg release */
+	OSH_NR_ACCT_EVENTS,
+};
+
+struct osh_objinfo {
+	u32 size;			/* bytes charged (obj_full_size) */
+	s16 node;			/* node of the object's page */
+	u8 type;			/* enum osh_slab_type, or page kind */
+	u8 flags;
+	struct osh_objcg *objcg[];	/* one per design, referenced */
+};
+
+#define OSH_OBJINFO_STACK	0x1	/* page is part of a kernel stack */
+
+struct osh_acct {
+	unsigned int nr_designs;
+	unsigned int nr_nodes;
+	unsigned int nr_cpus;		/* cpu ids are below this */
+	struct osh_design designs[OSH_MAX_DESIGNS];
+	spinlock_t objcg_lock;		/* objcg lists, as the kernel's */
+	struct osh_objmap objmap;	/* slab objects */
+	struct osh_objmap pagemap;	/* kmem pages, keyed by struct page */
+	struct osh_cpu_ctx *(*cpu_ctx)(struct osh_acct *acct, int cpu);
+	atomic_long_t events[OSH_NR_ACCT_EVENTS];
+	bool tearing_down;		/* objects are being forgotten */
+};
+
+static inline size_t osh_objinfo_size(const struct osh_acct *acct)
+{
+	return sizeof(struct osh_objinfo) +
+	       acct->nr_designs * sizeof(struct osh_objcg *);
+}
+
+int osh_design_parse(struct osh_design *designs, unsigned int max,
+		     const char *list, char *err, size_t err_len);
+const char *osh_design_known_names(void);
+
+int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
+		  unsigned int nr_designs, unsigned int nr_nodes,
+		  unsigned int nr_cpus, unsigned int objmap_bits,
+		  unsigned int pagemap_bits, void *(*alloc)(size_t size));
+void osh_acct_destroy(struct osh_acct *acct, void (*free_fn)(void *));
+void osh_acct_cpu_init(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+		       int cpu, int node);
+void osh_acct_drain_cpu(struct osh_acct *acct, struct osh_cpu_ctx *ctx);
+void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree);
+
+int osh_acct_memcg_online(struct osh_acct *acct, struct osh_memcg *memcg,
+			  gfp_t gfp);
+void osh_acct_memcg_offline(struct osh_acct *acct, struct osh_memcg *memcg);
+void osh_acct_memcg_freed(struct osh_acct *acct, struct osh_memcg *memcg);
+void osh_acct_memcg_release(struct osh_memcg *memcg);
+
+struct osh_objcg *osh_objcg_tryget_active(struct osh_acct *acct,
+					  unsigned int d,
+					  struct osh_memcg *memcg, int node);
+struct osh_objcg *osh_acct_pick_objcg(struct osh_acct *acct, unsigned int d,
+				      struct osh_cpu_ctx *ctx,
+				      struct osh_memcg *memcg);
+void osh_objcg_get(struct osh_objcg *objcg);
+void osh_objcg_put(struct osh_objcg *objcg);
+
+int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+			struct osh_memcg *memcg, struct osh_objcg **picked,
+			unsigned long ptr, unsigned int size, int node,
+			enum osh_slab_type type);
+bool osh_acct_slab_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+			unsigned long ptr);
+int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+			struct osh_memcg *memcg, unsigned long page,
+			unsigned int nr_pages, int node);
+bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+			unsigned long page);
+bool osh_acct_mark_stack(struct osh_acct *acct, unsigned long page);
+
+struct osh_buf;
+void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,
+			  unsigned int d, struct osh_buf *ob);
+void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob);
+void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob);
+void osh_acct_sum_counters(struct osh_acct *acct, unsigned int d,
+			   struct osh_dcounters *sum);
+void osh_acct_live_totals(struct osh_acct *acct, unsigned long *objects,
+			  unsigned long *bytes);
+
+#endif /* OBJCG_SHADOW_ACCT_H */

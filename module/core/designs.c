@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Design names (the designs= parameter) and the text dumps of the
+ * accounting state.
+ */
+#include <objcg_shadow/acct.h>
+#include <objcg_shadow/outbuf.h>
+#include "acct_internal.h"
+
+static const struct osh_design osh_base_designs[] = {
+	{ .name = "v6.1", .task_cache = OSH_TASK_CACHE_NONE, .stock_slots = 1 },
+	{ .name = "v6.7", .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1 },
+	{ .name = "v7.1", .per_node_objcg = true,
+	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1 },
+	{ .name = "pernode", .per_node_objcg = true,
+	  .task_cache = OSH_TASK_CACHE_PERNODE, .stock_slots = 1 },
+};
+
+/**
+ * osh_design_known_names() - what designs= accepts, for error messages
+ *
+ * Return: a static string.
+ */
+const char *osh_design_known_names(void)
+{
+	return "v6.1, v6.7, v7.1, pernode, each optionally followed by +stockN (N = 1..8 obj stock slots per CPU) and/or +memcgkey (stock slots keyed by memcg)";
+}
+
+static int osh_parse_one(struct osh_design *out, const char *tok, size_t len,
+			 char *err, size_t err_len)
+{
+	const char *plus = memchr(tok, '+', len);
+	size_t base_len = plus ? (size_t)(plus - tok) : len;
+	unsigned int i;
+
+	if (len >= OSH_DESIGN_NAME_LEN)
+		goto unknown;
+	for (i = 0; i < ARRAY_SIZE(osh_base_designs); i++) {
+		if (strlen(osh_base_designs[i].name) == base_len &&
+		    !strncmp(osh_base_designs[i].name, tok, base_len))
+			break;
+	}
+	if (i == ARRAY_SIZE(osh_base_designs))
+		goto unknown;
+	*out = osh_base_designs[i];
+	memcpy(out->name, tok, len);
+	out->name[len] = '\0';
+
+	while (plus) {
+		const char *opt = plus + 1;
+		const char *next = memchr(opt, '+', tok + len - opt);
+		size_t opt_len = (next ? next : tok + len) - opt;
+
+		if (opt_len == 8 && !strncmp(opt, "memcgkey", 8)) {
+			out->stock_by_memcg = true;
+		} else if (opt_len == 6 && !strncmp(opt, "stock", 5) &&
+			   opt[5] >= '1' && opt[5] <= '0' + OSH_STOCK_MAX_SLOTS) {
+			out->stock_slots = opt[5] - '0';
+		} else {
+			goto unknown;
+		}
+		plus = next;
+	}
+	return 0;
+
+unknown:
+	snprintf(err, err_len, "unknown design '%.*s': valid designs are %s",
+		 (int)min_t(size_t, len, 64), tok, osh_design_known_names());
+	return -EINVAL;
+}
+
+/**
+ * osh_design_parse() - parse a comma list of design names
+ * @designs: output array
+ * @max: its capacity
+ * @list: e.g. "v6.1,v7.1+stock4"
+ * @err: receives a message on failure
+ * @err_len: size of @err
+ *
+ * Return: number of designs, or -EINVAL with @err set.
+ */
+int osh_design_parse(struct osh_design *designs, unsigned int max,
+		     const char *list, char *err, size_t err_len)
+{
+	const char *p = list;
+	unsigned int n = 0, i;
+
+	while (*p) {
+		const char *end = strchr(p, ',');
+		size_t len = end ? (size_t)(end - p) : strlen(p);
+
+		/* a trailing newline comes with values written via sysfs */
+		while (len && (p[len - 1] == '\n' || p[len - 1] == ' '))
+			len--;
+		if (!len) {
+			snprintf(err, err_len, "empty design name in '%s'", list);
+			return -EINVAL;
+		}
+		if (n == max) {
+			snprintf(err, err_len, "too many designs: at most %u",
+				 max);
+			return -EINVAL;
+		}
+		if (osh_parse_one(&designs[n], p, len, err, err_len))
+			return -EINVAL;
+		for (i = 0; i < n; i++) {
+			if (!strcmp(designs[i].name, designs[n].name)) {
+				snprintf(err, err_len, "design '%s' given twice",
+					 designs[n].name);
+				return -EINVAL;
+			}
+		}
+		n++;
+		if (!end)
+			break;
+		p = end + 1;
+	}
+	if (!n) {
+		snprintf(err, err_len, "no design given: valid designs are %s",
+			 osh_design_known_names());
+		return -EINVAL;
+	}
+	return n;
+}
+
+/* --- dumps ---------------------------------------------------------------- */
+
+/**
+ * osh_acct_sum_counters() - one design's counters summed over all CPUs
+ * @acct: accounting state
+ * @d: design index
+ * @sum: output
+ */
+void osh_acct_sum_counters(struct osh_acct *acct, unsigned int d,
+			   struct osh_dcounters *sum)
+{
+	unsigned long *out = (unsigned long *)sum;
+	unsigned int cpu, i;
+
+	memset(sum, 0, sizeof(*sum));
+	for (cpu = 0; cpu < acct->nr_cpus; cpu++) {
+		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, cpu);
+		const unsigned long *in;
+
+		if (!ctx)
+			continue;
+		in = (const unsigned long *)&ctx->cnt[d];
+		for (i = 0; i < OSH_NR_DCOUNTERS; i++)
+			out[i] += READ_ONCE(in[i]);
+	}
+}
+
+static const char *const osh_task_cache_names[] = {
+	[OSH_TASK_CACHE_NONE] = "none",
+	[OSH_TASK_CACHE_SINGLE] = "single",
+	[OSH_TASK_CACHE_PERNODE] = "pernode",
+};
+
+#define OSH_DCOUNTER(field)	{ #field, offsetof(struct osh_dcounters, field) }
+
+static const struct {
+	const char *name;
+	size_t offset;
+} osh_dcounter_fields[] = {
+	OSH_DCOUNTER(allocs), OSH_DCOUNTER(frees),
+	OSH_DCOUNTER(stock_hits), OSH_DCOUNTER(stock_misses),
+	OSH_DCOUNTER(drain_objcg), OSH_DCOUNTER(drain_node),
+	OSH_DCOUNTER(drain_explicit),
+	OSH_DCOUNTER(charge_ops), OSH_DCOUNTER(charge_pages),
+	OSH_DCOUNTER(uncharge_ops), OSH_DCOUNTER(uncharge_pages),
+	OSH_DCOUNTER(vmstat_flushes),
+	OSH_DCOUNTER(remote_objcg_cpu), OSH_DCOUNTER(remote_objcg_page),
+	OSH_DCOUNTER(root_bypass),
+	OSH_DCOUNTER(task_refresh), OSH_DCOUNTER(task_retry),
+	OSH_DCOUNTER(task_root_fallback),
+	OSH_DCOUNTER(page_allocs), OSH_DCOUNTER(page_frees),
+};
+
+/**
+ * osh_acct_dump_designs() - one line per design: its knobs and counters
+ * @acct: accounting state
+ * @ob: output
+ */
+void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob)
+{
+	unsigned int d, i;
+
+	for (d = 0; d < acct->nr_designs; d++) {
+		const struct osh_design *design = &acct->designs[d];
+		struct osh_dcounters sum;
+
+		osh_acct_sum_counters(acct, d, &sum);
+		osh_buf_printf(ob, "design=%s objcg=%s task_cache=%s stock_slots=%u stock_key=%s",
+			       design->name,
+			       design->per_node_objcg ? "pernode" : "permemcg",
+			       osh_task_cache_names[design->task_cache],
+			       design->stock_slots,
+			       design->stock_by_memcg ? "memcg" : "objcg");
+		for (i = 0; i < ARRAY_SIZE(osh_dcounter_fields); i++)
+			osh_buf_printf(ob, " %s=%lu", osh_dcounter_fields[i].name,
+				       *(unsigned long *)((char *)&sum +
+					osh_dcounter_fields[i].offset));
+		osh_buf_printf(ob, "\n");
+	}
+}
+
+/**
+ * osh_acct_dump_events() - global accounting events as key=value lines
+ * @acct: accounting state
+ * @ob: output
+ */
+void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
+{
+	static const char *const names[OSH_NR_ACCT_EVENTS] = {
+		[OSH_EV_OBJ_UNTRACKED_FREE] = "untracked_frees",
+		[OSH_EV_OBJ_MAP_FULL] = "dropped_objects_map_full",
+		[OSH_EV_OBJ_STALE] = "stale_objects_replaced",
+		[OSH_EV_PAGE_UNTRACKED_FREE] = "untracked_page_frees",
+		[OSH_EV_PAGE_MAP_FULL] = "dropped_pages_map_full",
+		[OSH_EV_PAGE_STALE] = "stale_pages_replaced",
+		[OSH_EV_OBJCG_ALLOC_FAILED] = "objcg_alloc_failed",
+		[OSH_EV_REPARENT_OPS] = "reparent_ops",
+		[OSH_EV_OBJCGS_SWAPPED] = "objcgs_swapped",
+		[OSH_EV_OBJECTS_REPOINTED] = "objects_repointed_without_objcg",
+		[OSH_EV_NO_PARENT] = "offline_without_parent",
+		[OSH_EV_OBJCG_RELEASED] = "objcgs_released",
+		[OSH_EV_RELEASE_UNCHARGED_PAGES] = "release_uncharged_pages",
+	};
+	unsigned long recursion = 0;
+	unsigned int i, cpu;
+
+	for (i = 0; i < OSH_NR_ACCT_EVENTS; i++)
+		osh_buf_printf(ob, "%s=%ld\n", names[i],
+			       atomic_long_read(&acct->events[i]));
+	for (cpu = 0; cpu < acct->nr_cpus; cpu++) {
+		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, cpu);
+
+		if (ctx)
+			recursion += READ_ONCE(ctx->recursion);
+	}
+	osh_buf_printf(ob, "dropped_recursion=%lu\n", recursion);
+	osh_buf_printf(ob, "objmap_live=%ld\nobjmap_capacity=%zu\n",
+		       atomic_long_read(&acct->objmap.nr),
+		       osh_objmap_capacity(&acct->objmap));
+	osh_buf_printf(ob, "pagemap_live=%ld\npagemap_capacity=%zu\n",
+		       atomic_long_read(&acct->pagemap.nr),
+		       osh_objmap_capacity(&acct->pagemap));
+}
+
+struct osh_totals {
+	unsigned long objects;
+	unsigned long bytes;
+};
+
+static void osh_add_entry(unsigned long key, void *val, void *arg)
+{
+	struct osh_totals *t = arg;
+	const struct osh_objinfo *info = val;
+
+	t->objects++;
+	t->bytes += info->size;
+}
+
+/**
+ * osh_acct_live_totals() - count and size of the objects in the map
+ * @acct: accounting state
+ * @objects: output
+ * @bytes: output
+ *
+ * Exact only at quiescence; used for the conservation check.
+ */
+void osh_acct_live_totals(struct osh_acct *acct, unsigned long *objects,
+			  unsigned long *bytes)
+{
+	struct osh_totals t = {};
+
+	osh_objmap_for_each(&acct->objmap, osh_add_entry, &t);
+	*objects = t.objects;
+	*bytes = t.bytes;
+}
+
+struct osh_memcg_sums {
+	long stat[OSH_MAX_NODES][OSH_NR_OBJCG_STATS];
+	long objects;
+	long charged_bytes;
+	long stock_bytes;
+	unsigned int objcgs;
+	unsigned int inherited;
+};
+
+static void osh_sum_objcg(struct osh_acct *acct, unsigned int d,
+			  struct osh_objcg *objcg, struct osh_memcg_sums *s)
+{
+	unsigned int n, i, cpu;
+
+	for (n = 0; n < acct->nr_nodes; n++)
+		for (i = 0; i < OSH_NR_OBJCG_STATS; i++)
+			s->stat[n][i] += atomic_long_read(
+				&objcg->stat[n * OSH_NR_OBJCG_STATS + i]);
+	s->objects += atomic_long_read(&objcg->nr_objects);
+	s->charged_bytes += atomic_read(&objcg->nr_charged_bytes);
+	/* other CPUs' slots: compare pointers only, never dereference */
+	for (cpu = 0; cpu < acct->nr_cpus; cpu++) {
+		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, cpu);
+
+		for (i = 0; ctx && i < OSH_STOCK_MAX_SLOTS; i++) {
+			const struct osh_stock_slot *slot = &ctx->stock[d].slot[i];
+
+			if (READ_ONCE(slot->objcg) == objcg)
+				s->stock_bytes += READ_ONCE(slot->nr_bytes);
+		}
+	}
+}
+
+static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
+			   struct osh_memcg *memcg, struct osh_memcg_sums *s,
+			   struct osh_buf *ob)
+{
+	struct osh_mdesign *md = memcg->design[d];
+	struct osh_objcg *objcg;
+	long vm[OSH_NR_SLAB_TYPES] = {};
+	unsigned int i, n;
+
+	memset(s, 0, sizeof(*s));
+	spin_lock(&acct->objcg_lock);
+	for (i = 0; i < (acct->designs[d].per_node_objcg ? acct->nr_nodes : 1); i++) {
+		objcg = READ_ONCE(md->objcg[i]);
+		if (objcg) {
+			s->objcgs++;
+			osh_sum_objcg(acct, d, objcg, s);
+		}
+	}
+	list_for_each_entry(objcg, &md->objcg_list, list) {
+		s->inherited++;
+		osh_sum_objcg(acct, d, objcg, s);
+	}
+	spin_unlock(&acct->objcg_lock);
+	for (n = 0; n < acct->nr_nodes; n++)
+		for (i = 0; i < OSH_NR_SLAB_TYPES; i++)
+			vm[i] += atomic_long_read(&md->vmstat[n * OSH_NR_SLAB_TYPES + i]);
+
+	osh_buf_printf(ob, "id=%llu design=%s objcgs=%u inherited=%u objects=%ld",
+		       (unsigned long long)memcg->id, acct->designs[d].name,
+		       s->objcgs, s->inherited, s->objects);
+	for (i = 0; i < OSH_NR_OBJCG_STATS; i++) {
+		static const char *const names[] = {
+			"slab_reclaimable", "slab_unreclaimable", "kernel_stack",
+		};
+		long total = 0;
+
+		for (n = 0; n < acct->nr_nodes; n++)
+			total += s->stat[n][i];
+		osh_buf_printf(ob, " %s=%ld", names[i], total);
+		for (n = 0; n < acct->nr_nodes; n++)
+			osh_buf_printf(ob, " %s.N%u=%ld", names[i], n,
+				       s->stat[n][i]);
+	}
+	osh_buf_printf(ob, " kmem_pages=%ld charged_bytes=%ld stock_bytes=%ld",
+		       atomic_long_read(&md->kmem_pages),
+		       s->charged_bytes + atomic_read(&md->charged_bytes),
+		       s->stock_bytes);
+	osh_buf_printf(ob, " vmstat_slab_reclaimable=%ld vmstat_slab_unreclaimable=%ld\n",
+		       vm[OSH_SLAB_RECLAIMABLE], vm[OSH_SLAB_UNRECLAIMABLE]);
+}
+
+/**
+ * osh_acct_dump_memcgs() - one line per live memcg for design @d
+ * @acct: accounting state
+ * @tree: the memcg tree
+ * @d: design index
+ * @ob: output
+ *
+ * Values are local to each memcg (its own objcgs and those it inherited);
+ * memory.stat is hierarchical, so readers sum over the subtree.
+ */
+void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,
+			  unsigned int d, struct osh_buf *ob)
+{
+	struct osh_memcg_sums *sums = kmalloc(sizeof(*sums), GFP_KERNEL);
+	struct osh_memcg *memcg;
+	unsigned long flags;
+
+	if (!sums) {
+		osh_buf_printf(ob, "error=ENOMEM\n");
+		return;
+	}
+	spin_lock_irqsave(&tree->lock, flags);
+	list_for_each_entry(memcg, &tree->live, node) {
+		if (READ_ONCE(memcg->design[d]))
+			osh_dump_memcg(acct, d, memcg, sums, ob);
+	}
+	spin_unlock_irqrestore(&tree->lock, flags);
+	kfree(sums);
+}

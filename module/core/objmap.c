@@ -1,0 +1,183 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Lock-free object map; see include/objcg_shadow/objmap.h.
+ */
+#include <objcg_shadow/objmap.h>
+
+/**
+ * osh_objmap_init() - allocate an empty map
+ * @map: the map
+ * @bucket_bits: log2 of the number of buckets
+ * @val_size: bytes of value per entry
+ * @alloc: zeroing allocator for the two arrays (vzalloc in the kernel)
+ *
+ * Return: 0 or -ENOMEM.
+ */
+int osh_objmap_init(struct osh_objmap *map, unsigned int bucket_bits,
+		    size_t val_size, void *(*alloc)(size_t size))
+{
+	size_t slots = (size_t)OSH_OBJMAP_WAYS << bucket_bits;
+
+	memset(map, 0, sizeof(*map));
+	map->bucket_bits = bucket_bits;
+	map->val_size = ALIGN(val_size, sizeof(long));
+	map->keys = alloc(slots * sizeof(*map->keys));
+	map->vals = alloc(slots * map->val_size);
+	if (!map->keys || !map->vals)
+		return -ENOMEM;
+	return 0;
+}
+
+/**
+ * osh_objmap_destroy() - free the arrays; no user may remain
+ * @map: the map
+ * @free_fn: matching free function
+ */
+void osh_objmap_destroy(struct osh_objmap *map, void (*free_fn)(void *))
+{
+	free_fn(map->keys);
+	free_fn(map->vals);
+	map->keys = NULL;
+	map->vals = NULL;
+}
+
+/**
+ * osh_objmap_capacity() - number of slots
+ * @map: the map
+ *
+ * Return: slots in the map; inserts start failing somewhat below this.
+ */
+size_t osh_objmap_capacity(const struct osh_objmap *map)
+{
+	return (size_t)OSH_OBJMAP_WAYS << map->bucket_bits;
+}
+
+static size_t osh_bucket_of(const struct osh_objmap *map, unsigned long key,
+			    unsigned int which)
+{
+	/* objects are at least 8-byte aligned: drop the always-zero bits */
+	u64 h = hash_64((u64)(key >> 3) ^ (which ? 0x9e3779b97f4a7c15ULL : 0),
+			map->bucket_bits);
+
+	return (size_t)h * OSH_OBJMAP_WAYS;
+}
+
+static void *osh_val(const struct osh_objmap *map, size_t slot)
+{
+	return map->vals + slot * map->val_size;
+}
+
+/**
+ * osh_objmap_insert() - add an entry for @key
+ * @map: the map
+ * @key: object address (never 0 or 1)
+ * @val: value to copy in
+ * @stale_out: receives the value of a stale entry for @key, if any
+ * @had_stale: set when such an entry was found and removed
+ *
+ * A stale entry for the same key means its free was never seen (a path
+ * without a hook); it is removed and handed back so the caller can undo
+ * its charge and count it.
+ *
+ * Return: the stored value, or NULL when both buckets are full (counted).
+ */
+void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
+			const void *val, void *stale_out, bool *had_stale)
+{
+	size_t base[2] = { osh_bucket_of(map, key, 0),
+			   osh_bucket_of(map, key, 1) };
+	unsigned int b, i;
+
+	*had_stale = osh_objmap_remove(map, key, stale_out);
+	if (*had_stale)
+		atomic_long_inc(&map->replaced);
+
+	for (b = 0; b < 2; b++) {
+		for (i = 0; i < OSH_OBJMAP_WAYS; i++) {
+			size_t slot = base[b] + i;
+
+			if (READ_ONCE(map->keys[slot]) ||
+			    cmpxchg(&map->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY))
+				continue;
+			memcpy(osh_val(map, slot), val, map->val_size);
+			smp_store_release(&map->keys[slot], key);
+			atomic_long_inc(&map->nr);
+			return osh_val(map, slot);
+		}
+	}
+	atomic_long_inc(&map->full);
+	return NULL;
+}
+
+static long osh_find(struct osh_objmap *map, unsigned long key)
+{
+	unsigned int b, i;
+
+	for (b = 0; b < 2; b++) {
+		size_t base = osh_bucket_of(map, key, b);
+
+		for (i = 0; i < OSH_OBJMAP_WAYS; i++) {
+			if (smp_load_acquire(&map->keys[base + i]) == key)
+				return (long)(base + i);
+		}
+	}
+	return -1;
+}
+
+/**
+ * osh_objmap_remove() - take the entry for @key out of the map
+ * @map: the map
+ * @key: object address
+ * @val_out: receives the value
+ *
+ * Return: true if the key was present.
+ */
+bool osh_objmap_remove(struct osh_objmap *map, unsigned long key,
+		       void *val_out)
+{
+	long slot = osh_find(map, key);
+
+	if (slot < 0)
+		return false;
+	memcpy(val_out, osh_val(map, slot), map->val_size);
+	/* the copy must complete before the slot can be claimed again */
+	smp_store_release(&map->keys[slot], 0UL);
+	atomic_long_dec(&map->nr);
+	return true;
+}
+
+/**
+ * osh_objmap_peek() - the value of @key, in place
+ * @map: the map
+ * @key: object address
+ *
+ * Context: the caller guarantees @key is not removed meanwhile (e.g. the
+ * object cannot be freed while it runs).
+ * Return: the value or NULL.
+ */
+void *osh_objmap_peek(struct osh_objmap *map, unsigned long key)
+{
+	long slot = osh_find(map, key);
+
+	return slot < 0 ? NULL : osh_val(map, slot);
+}
+
+/**
+ * osh_objmap_for_each() - call @fn on every published entry
+ * @map: the map
+ * @fn: callback
+ * @arg: its argument
+ */
+void osh_objmap_for_each(struct osh_objmap *map,
+			 void (*fn)(unsigned long key, void *val, void *arg),
+			 void *arg)
+{
+	size_t slot, slots = osh_objmap_capacity(map);
+
+	for (slot = 0; slot < slots; slot++) {
+		unsigned long key = smp_load_acquire(&map->keys[slot]);
+
+		if (key > OSH_OBJMAP_KEY_BUSY)
+			fn(key, osh_val(map, slot), arg);
+	}
+}

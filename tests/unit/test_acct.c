@@ -1,0 +1,421 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Unit tests of the shadow accounting (module/core/acct.c, stock.c,
+ * objmap.c, designs.c): the 6.1 stock algorithm, reparenting, page
+ * charges, and randomized conservation invariants.
+ */
+#include "acct_fixture.h"
+
+#define PG	4096L
+
+static void test_stock_consume_refill_61(void)
+{
+	struct osh_dcounters c;
+	unsigned long p;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	for (p = 1; p <= 41; p++)
+		CHECK_EQ(fx_alloc(0, 10, p * 64, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	/* first charge takes a page, 39 fit in its 3996 bytes, 41st misses */
+	CHECK_EQ(c.stock_misses, 2);
+	CHECK_EQ(c.stock_hits, 39);
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 2);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), 2 * PG - 41 * 100);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 4100);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable.N0"), 4100);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 41);
+	for (p = 1; p <= 41; p++)
+		CHECK(fx_free_obj(0, p * 64));
+	/* refill with uncharge allowed: one page returns past PAGE_SIZE */
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 1);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 0);
+	fx_drain_all();
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 0);
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), 0);
+	CHECK(!fx_free_obj(0, 64));
+	fx_teardown();
+}
+
+static void test_stock_drains_on_objcg_switch(void)
+{
+	struct osh_dcounters c;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	fx_memcg(11, 1, 1);
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 11, 0x2000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	/* 10's 3996 bytes left the stock for its objcg's nr_charged_bytes */
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), 0);
+	/* 10 again: refill takes the remainder back from the objcg */
+	CHECK_EQ(fx_alloc(0, 10, 0x3000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_objcg, 2);
+	/*
+	 * The third alloc missed (11 was cached) and charged a page; the
+	 * refill took 10's 3996 back, crossed a page and uncharged one.
+	 */
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 1);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), 2 * (PG - 100) & (PG - 1));
+	CHECK(fx_free_obj(1, 0x1000));
+	CHECK(fx_free_obj(1, 0x2000));
+	CHECK(fx_free_obj(1, 0x3000));
+	fx_teardown();
+}
+
+static void test_vmstat_batched_per_node(void)
+{
+	struct osh_dcounters c;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	/* first value is only cached, the second flushes past PAGE_SIZE */
+	CHECK_EQ(fx_alloc(0, 10, 0x10, 3000, 0, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_reclaimable"), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x20, 3000, 0, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_reclaimable"), 6000);
+	/* a node change flushes what was cached for the old node */
+	CHECK_EQ(fx_alloc(0, 10, 0x30, 200, 0, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x40, 200, 1, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_reclaimable"), 6200);
+	CHECK_EQ(fx_stat(10, 0, "slab_reclaimable.N1"), 200);
+	CHECK_EQ(fx_stat(10, 0, "slab_reclaimable.N0"), 6200);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_node, 1);
+	fx_teardown();
+}
+
+static void test_reparent_then_free(void)
+{
+	struct osh_memcg *child;
+	long released_before;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	child = fx_memcg(11, 10, 2);
+	CHECK_EQ(fx_alloc(0, 11, 0x100, 500, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 11, 0x200, 500, 1, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(11, 0, "objects"), 2);
+	fx_offline(11);
+	/* the child's objcg now charges the parent: nothing re-pointed */
+	CHECK_EQ(fx_stat(11, 0, "objects"), 0);
+	CHECK_EQ(fx_stat(11, 0, "objcgs"), 0);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 2);
+	CHECK_EQ(fx_stat(10, 0, "inherited"), 1);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 1000);
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCGS_SWAPPED]), 1);
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJECTS_REPOINTED]), 2);
+	/* new allocations of a task still in the dead memcg go to the parent */
+	CHECK_EQ(fx_alloc(1, 11, 0x300, 500, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 3);
+	/* only the tree's reference is left on the dead child */
+	CHECK_EQ(refcount_read(&child->ref), 1);
+	fx_free(11);
+	released_before = atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]);
+	CHECK(fx_free_obj(1, 0x100));
+	CHECK(fx_free_obj(0, 0x200));
+	CHECK(fx_free_obj(0, 0x300));
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 0);
+	fx_drain_all();
+	/* last object and stock gone: the inherited objcg is released */
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]),
+		 released_before + 1);
+	CHECK_EQ(fx_stat(10, 0, "inherited"), 0);
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 0);
+	fx_teardown();
+}
+
+static void test_hierarchy_fold_on_free(void)
+{
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	fx_memcg(11, 10, 2);
+	CHECK_EQ(fx_alloc(0, 11, 0x100, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	fx_offline(11);
+	CHECK(fx_free_obj(0, 0x100));
+	fx_drain_all();
+	/* the child charged a page, the parent uncharged it: locals differ */
+	CHECK_EQ(fx_stat(11, 0, "kmem_pages"), 1);
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), -1);
+	fx_free(11);
+	/* after the kernel frees the child its local is folded upwards */
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 0);
+	fx_teardown();
+}
+
+static void test_root_is_never_charged(void)
+{
+	struct osh_dcounters c;
+
+	fx_setup("v6.1");
+	CHECK_EQ(fx_alloc(0, 1, 0x100, 100, 0, OSH_SLAB_UNRECLAIMABLE), -ENOENT);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.root_bypass, 1);
+	CHECK_EQ(atomic_long_read(&fx.acct.objmap.nr), 0);
+	fx_teardown();
+}
+
+static void test_map_full_and_stale(void)
+{
+	unsigned long p;
+	int full = 0;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	/* 1024 buckets of 8: far more objects than fit */
+	for (p = 1; p <= 20000; p++)
+		full += fx_alloc(0, 10, p * 8, 64, 0, OSH_SLAB_UNRECLAIMABLE) == -ENOSPC;
+	CHECK(full > 0);
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJ_MAP_FULL]), full);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 20000 - full);
+	CHECK_EQ(fx_stat(10, 0, "objects"), atomic_long_read(&fx.acct.objmap.nr));
+	for (p = 1; p <= 20000; p++)
+		fx_free_obj(0, p * 8);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 0);
+	/* an address allocated twice: the first free was never seen */
+	CHECK_EQ(fx_alloc(0, 10, 0x5000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x5000, 128, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJ_STALE]), 1);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 128);
+	CHECK(fx_free_obj(0, 0x5000));
+	fx_teardown();
+}
+
+static void test_pages_and_stacks(void)
+{
+	struct osh_memcg *m;
+
+	fx_setup("v6.1");
+	m = fx_memcg(10, 1, 1);
+	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, 0xa000, 4, 1), 0);
+	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, 0xb000, 1, 0), 0);
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 5);
+	CHECK(osh_acct_mark_stack(&fx.acct, 0xa000));
+	CHECK(!osh_acct_mark_stack(&fx.acct, 0xa000));
+	CHECK(!osh_acct_mark_stack(&fx.acct, 0xc000));
+	CHECK_EQ(fx_stat(10, 0, "kernel_stack"), 4 * PG);
+	CHECK_EQ(fx_stat(10, 0, "kernel_stack.N1"), 4 * PG);
+	CHECK(osh_acct_page_free(&fx.acct, fx_cpu(1), 0xa000));
+	CHECK(!osh_acct_page_free(&fx.acct, fx_cpu(1), 0xa000));
+	CHECK_EQ(fx_stat(10, 0, "kernel_stack"), 0);
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 1);
+	CHECK(osh_acct_page_free(&fx.acct, fx_cpu(1), 0xb000));
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 0);
+	fx_teardown();
+}
+
+static void test_design_parse(void)
+{
+	struct osh_design d[OSH_MAX_DESIGNS];
+	char err[512];
+
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v6.1,v6.7,v7.1,pernode",
+				  err, sizeof(err)), 4);
+	CHECK(!d[0].per_node_objcg && d[0].task_cache == OSH_TASK_CACHE_NONE);
+	CHECK(d[2].per_node_objcg && d[2].task_cache == OSH_TASK_CACHE_SINGLE);
+	CHECK(d[3].task_cache == OSH_TASK_CACHE_PERNODE);
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v7.1+stock4+memcgkey\n",
+				  err, sizeof(err)), 1);
+	CHECK(!strcmp(d[0].name, "v7.1+stock4+memcgkey"));
+	CHECK(d[0].stock_slots == 4 && d[0].stock_by_memcg);
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v6.2", err, sizeof(err)),
+		 -EINVAL);
+	CHECK(strstr(err, "unknown design 'v6.2'") && strstr(err, "pernode"));
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v7.1+stock9", err,
+				  sizeof(err)), -EINVAL);
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v7.1+stock0", err,
+				  sizeof(err)), -EINVAL);
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v6.1,v6.1", err,
+				  sizeof(err)), -EINVAL);
+	CHECK(strstr(err, "twice"));
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "v6.1,,v6.7", err,
+				  sizeof(err)), -EINVAL);
+	CHECK_EQ(osh_design_parse(d, OSH_MAX_DESIGNS, "", err, sizeof(err)),
+		 -EINVAL);
+	CHECK_EQ(osh_design_parse(d, 2, "v6.1,v6.7,v7.1", err, sizeof(err)),
+		 -EINVAL);
+}
+
+static void test_multislot_and_memcgkey_stocks(void)
+{
+	struct osh_dcounters c1, c4, ck;
+	int i;
+
+	/* two memcgs alternating on one CPU: 1 slot drains, 4 slots don't */
+	fx_setup("v6.1,v6.1+stock4,v7.1+memcgkey");
+	fx_memcg(10, 1, 1);
+	fx_memcg(11, 1, 1);
+	for (i = 0; i < 100; i++)
+		CHECK_EQ(fx_alloc(0, i % 2 ? 10 : 11, 0x100 + i * 8, 64,
+				  i % 2, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c1);
+	osh_acct_sum_counters(&fx.acct, 1, &c4);
+	osh_acct_sum_counters(&fx.acct, 2, &ck);
+	CHECK_EQ(c1.drain_objcg, 99);
+	CHECK_EQ(c4.drain_objcg, 0);
+	CHECK_EQ(ck.drain_objcg, 99);
+	/* all designs charge the same bytes */
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"),
+		 fx_stat(10, 1, "slab_unreclaimable"));
+	CHECK_EQ(fx_stat(10, 2, "slab_unreclaimable"), 50 * 64);
+	for (i = 0; i < 100; i++)
+		CHECK(fx_free_obj(1, 0x100 + i * 8));
+	fx_teardown();
+}
+
+/* --- randomized conservation ------------------------------------------------ */
+
+static unsigned long rng = 88172645463325252UL;
+
+static unsigned long rnd(unsigned long n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return rng % n;
+}
+
+struct live {
+	unsigned long ptr;
+	unsigned int size;
+};
+
+/* Per design: pages * PAGE_SIZE == live + stock + remainder bytes, and
+ * flushed vmstat + stock-pending vmstat == exact slab bytes.
+ */
+static void check_conservation(unsigned int d, long live_bytes)
+{
+	char *text = fx_dump(d);
+	long pages = 0, stock = 0, charged = 0, slab = 0, vm = 0, pend = 0;
+	const char *line;
+	int cpu, i;
+
+	for (line = text; *line; line = strchr(line, '\n') + 1) {
+		const char *v;
+
+		v = strstr(line, " kmem_pages=");
+		pages += strtol(v + 12, NULL, 10);
+		v = strstr(line, " stock_bytes=");
+		stock += strtol(v + 13, NULL, 10);
+		v = strstr(line, " charged_bytes=");
+		charged += strtol(v + 15, NULL, 10);
+		v = strstr(line, " slab_reclaimable=");
+		slab += strtol(v + 18, NULL, 10);
+		v = strstr(line, " slab_unreclaimable=");
+		slab += strtol(v + 20, NULL, 10);
+		v = strstr(line, " vmstat_slab_reclaimable=");
+		vm += strtol(v + 25, NULL, 10);
+		v = strstr(line, " vmstat_slab_unreclaimable=");
+		vm += strtol(v + 27, NULL, 10);
+	}
+	free(text);
+	for (cpu = 0; cpu < FX_CPUS; cpu++)
+		for (i = 0; i < OSH_STOCK_MAX_SLOTS; i++)
+			pend += fx.cpu[cpu].stock[d].slot[i].nr_slab_b[0] +
+				fx.cpu[cpu].stock[d].slot[i].nr_slab_b[1];
+	CHECK_EQ(pages * PG, live_bytes + stock + charged);
+	CHECK_EQ(slab, live_bytes);
+	CHECK_EQ(vm + pend, live_bytes);
+}
+
+static void run_random(const char *designs, int steps)
+{
+	static struct live objs[4096];
+	u64 ids[32] = { 10 };
+	int nids = 1, nobjs = 0, step;
+	unsigned long next_ptr = 0x10000;
+	long live_bytes = 0;
+	unsigned int d;
+	u64 next_id = 11;
+
+	fx_setup(designs);
+	fx_memcg(10, 1, 1);
+	for (step = 0; step < steps; step++) {
+		unsigned long op = rnd(100);
+
+		if (op < 55 && nobjs < (int)ARRAY_SIZE(objs)) {
+			unsigned int size = 8 + rnd(9000);
+			int r = fx_alloc(rnd(FX_CPUS), ids[rnd(nids)], next_ptr,
+					 size, rnd(FX_NODES), rnd(2));
+
+			CHECK_EQ(r, 0);
+			objs[nobjs].ptr = next_ptr;
+			objs[nobjs++].size = size;
+			live_bytes += size;
+			next_ptr += 16;
+		} else if (op < 95 && nobjs) {
+			int i = rnd(nobjs);
+
+			CHECK(fx_free_obj(rnd(FX_CPUS), objs[i].ptr));
+			live_bytes -= objs[i].size;
+			objs[i] = objs[--nobjs];
+		} else if (op < 98 && nids < (int)ARRAY_SIZE(ids)) {
+			u64 parent = ids[rnd(nids)];
+			struct osh_memcg *pm = osh_memcg_lookup(&fx.tree, parent);
+
+			fx_memcg(next_id, parent, pm->level + 1);
+			ids[nids++] = next_id++;
+		} else if (nids > 1) {
+			/* offline and free a memcg with no online child */
+			int i = 1 + rnd(nids - 1), j;
+			bool has_child = false;
+
+			for (j = 0; j < nids; j++)
+				has_child |= osh_memcg_lookup(&fx.tree, ids[j])->parent_id == ids[i];
+			if (has_child)
+				continue;
+			fx_offline(ids[i]);
+			fx_free(ids[i]);
+			ids[i] = ids[--nids];
+		}
+		if (step % 97 == 0)
+			for (d = 0; d < fx.acct.nr_designs; d++)
+				check_conservation(d, live_bytes);
+	}
+	for (d = 0; d < fx.acct.nr_designs; d++)
+		check_conservation(d, live_bytes);
+	while (nobjs) {
+		CHECK(fx_free_obj(rnd(FX_CPUS), objs[--nobjs].ptr));
+		live_bytes -= objs[nobjs].size;
+	}
+	fx_drain_all();
+	for (d = 0; d < fx.acct.nr_designs; d++) {
+		check_conservation(d, 0);
+		CHECK_EQ(fx_stat(10, d, "kmem_pages") >= 0, 1);
+	}
+	CHECK_EQ(atomic_long_read(&fx.acct.objmap.nr), 0);
+	fx_teardown();
+}
+
+static void test_random_conservation_61(void)
+{
+	run_random("v6.1", 20000);
+}
+
+static void test_random_conservation_all_designs(void)
+{
+	run_random("v6.1,v6.7,v7.1,pernode,v7.1+stock4,v7.1+memcgkey,v7.1+stock2+memcgkey",
+		   20000);
+}
+
+static const struct osh_test tests[] = {
+	{ "acct_stock_consume_refill_61", test_stock_consume_refill_61 },
+	{ "acct_stock_drains_on_objcg_switch", test_stock_drains_on_objcg_switch },
+	{ "acct_vmstat_batched_per_node", test_vmstat_batched_per_node },
+	{ "acct_reparent_then_free", test_reparent_then_free },
+	{ "acct_hierarchy_fold_on_free", test_hierarchy_fold_on_free },
+	{ "acct_root_is_never_charged", test_root_is_never_charged },
+	{ "acct_map_full_and_stale", test_map_full_and_stale },
+	{ "acct_pages_and_stacks", test_pages_and_stacks },
+	{ "acct_design_parse", test_design_parse },
+	{ "acct_multislot_and_memcgkey_stocks", test_multislot_and_memcgkey_stocks },
+	{ "acct_random_conservation_61", test_random_conservation_61 },
+	{ "acct_random_conservation_all_designs", test_random_conservation_all_designs },
+};
+
+OSH_TEST_MAIN(tests)
