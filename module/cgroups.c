@@ -49,7 +49,10 @@ void osh_memcg_seen_online(struct cgroup_subsys_state *css, bool discovered,
 				  parent ? cgroup_id(parent->cgroup) : 0,
 				  css->cgroup->level, state, discovered,
 				  GFP_ATOMIC | __GFP_NOWARN);
-	if (memcg && !READ_ONCE(memcg->path))
+	if (!memcg)
+		return;
+	osh_kmem_memcg_online(memcg, GFP_ATOMIC | __GFP_NOWARN);
+	if (!READ_ONCE(memcg->path))
 		osh_paths_kick();
 }
 

@@ -98,6 +98,7 @@ static void osh_dump_stats(struct osh_buf *ob)
 	osh_tree_dump_stats(&osh_tree, ob);
 	osh_paths_dump_stats(ob);
 	osh_events_dump(ob);
+	osh_kmem_dump_events(ob);
 }
 
 /**
@@ -122,6 +123,12 @@ int osh_debugfs_init(void)
 	debugfs_create_file("stats", 0444, dir, osh_dump_stats,
 			    &osh_snapshot_fops);
 	debugfs_create_file("version", 0444, dir, osh_dump_version,
+			    &osh_snapshot_fops);
+	debugfs_create_file("kmem", 0444, dir, osh_kmem_dump_memcgs,
+			    &osh_snapshot_fops);
+	debugfs_create_file("designs", 0444, dir, osh_kmem_dump_designs,
+			    &osh_snapshot_fops);
+	debugfs_create_file("objects", 0444, dir, osh_kmem_dump_objects,
 			    &osh_snapshot_fops);
 	return 0;
 }

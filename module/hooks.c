@@ -64,10 +64,14 @@ static void osh_tp_kmalloc(void *data, unsigned long call_site,
 			   size_t bytes_alloc, gfp_t gfp_flags, int node)
 {
 	osh_hit(data);
-	if (unlikely(!ptr))
+	if (unlikely(!ptr)) {
 		OSH_EVENT_INC(kmem_alloc_failed);
-	else if (gfp_flags & __GFP_ACCOUNT)
+		return;
+	}
+	if (gfp_flags & __GFP_ACCOUNT)
 		OSH_EVENT_INC(kmem_alloc_accounted);
+	/* the cache comes from the slab; large kmalloc is a page event */
+	osh_kmem_slab_alloc(ptr, NULL, gfp_flags);
 }
 
 static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
@@ -75,21 +79,26 @@ static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
 				    gfp_t gfp_flags, int node)
 {
 	osh_hit(data);
-	if (unlikely(!ptr))
+	if (unlikely(!ptr)) {
 		OSH_EVENT_INC(kmem_alloc_failed);
-	else if (gfp_flags & __GFP_ACCOUNT)
+		return;
+	}
+	if (gfp_flags & __GFP_ACCOUNT)
 		OSH_EVENT_INC(kmem_alloc_accounted);
+	osh_kmem_slab_alloc(ptr, s, gfp_flags);
 }
 
 static void osh_tp_kfree(void *data, unsigned long call_site, const void *ptr)
 {
 	osh_hit(data);
+	osh_kmem_slab_free(ptr);
 }
 
 static void osh_tp_kmem_cache_free(void *data, unsigned long call_site,
 				   const void *ptr, const struct kmem_cache *s)
 {
 	osh_hit(data);
+	osh_kmem_slab_free(ptr);
 }
 
 /* --- cgroup tracepoints ----------------------------------------------- */
@@ -141,6 +150,7 @@ static void osh_tp_sched_process_fork(void *data, struct task_struct *parent,
 				      struct task_struct *child)
 {
 	osh_hit(data);
+	osh_kmem_task_forked(child);
 }
 
 static void osh_tp_sched_process_task(void *data, struct task_struct *p)
@@ -178,28 +188,128 @@ static int osh_online_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	return 0;
 }
 
-static int osh_kp_set_state(struct kprobe *kp, struct pt_regs *regs, int state)
+static u64 osh_kp_css_id(struct kprobe *kp, struct pt_regs *regs)
 {
 	struct cgroup_subsys_state *css = (void *)osh_regs_arg(regs, 0);
 
 	osh_hit(osh_kprobe_hook(kp));
-	osh_memcg_set_state(&osh_tree, osh_css_id(css), state);
-	return 0;
+	return osh_css_id(css);
 }
 
+/* The kernel reparents the memcg's objcgs in css_offline: so do we. */
 static int osh_kp_offline(struct kprobe *kp, struct pt_regs *regs)
 {
-	return osh_kp_set_state(kp, regs, OSH_MEMCG_OFFLINE);
+	u64 id = osh_kp_css_id(kp, regs);
+
+	osh_memcg_set_state(&osh_tree, id, OSH_MEMCG_OFFLINE);
+	osh_kmem_memcg_offline(id);
+	return 0;
 }
 
 static int osh_kp_released(struct kprobe *kp, struct pt_regs *regs)
 {
-	return osh_kp_set_state(kp, regs, OSH_MEMCG_RELEASED);
+	osh_memcg_set_state(&osh_tree, osh_kp_css_id(kp, regs),
+			    OSH_MEMCG_RELEASED);
+	return 0;
 }
 
 static int osh_kp_free(struct kprobe *kp, struct pt_regs *regs)
 {
-	return osh_kp_set_state(kp, regs, OSH_MEMCG_FREED);
+	u64 id = osh_kp_css_id(kp, regs);
+
+	osh_kmem_memcg_freed(id);
+	osh_memcg_set_state(&osh_tree, id, OSH_MEMCG_FREED);
+	return 0;
+}
+
+/* --- kmem pages and bulk slab operations --------------------------------- */
+
+struct osh_page_call {
+	struct page *page;
+	unsigned int order;
+};
+
+static int osh_charge_page_entry(struct kretprobe_instance *ri,
+				 struct pt_regs *regs)
+{
+	struct osh_page_call *call = (void *)ri->data;
+
+	call->page = (struct page *)osh_regs_arg(regs, 0);
+	call->order = osh_regs_arg(regs, 2);
+	return 0;
+}
+
+static int osh_charge_page_ret(struct kretprobe_instance *ri,
+			       struct pt_regs *regs)
+{
+	struct osh_page_call *call = (void *)ri->data;
+
+	osh_hit(container_of(get_kretprobe(ri), struct osh_hook, krp));
+	if (!regs_return_value(regs))
+		osh_kmem_page_charged(call->page, call->order);
+	return 0;
+}
+
+static int osh_kp_uncharge_page(struct kprobe *kp, struct pt_regs *regs)
+{
+	osh_hit(osh_kprobe_hook(kp));
+	osh_kmem_page_uncharging((struct page *)osh_regs_arg(regs, 0));
+	return 0;
+}
+
+/*
+ * Kmem pages freed through put_page()/release_pages() (page tables, pipe
+ * buffers) are uncharged here, not in __memcg_kmem_uncharge_page().
+ */
+static int osh_kp_uncharge_folio(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct folio *folio = (struct folio *)osh_regs_arg(regs, 0);
+
+	osh_hit(osh_kprobe_hook(kp));
+	if (folio_memcg_kmem(folio))
+		osh_kmem_page_uncharging(&folio->page);
+	return 0;
+}
+
+/* kfree_bulk() and kfree_rcu() batches free without per-object events. */
+static int osh_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
+{
+	size_t i, nr = osh_regs_arg(regs, 1);
+	void **objs = (void **)osh_regs_arg(regs, 2);
+
+	osh_hit(osh_kprobe_hook(kp));
+	for (i = 0; i < nr; i++)
+		osh_kmem_slab_free(objs[i]);
+	return 0;
+}
+
+struct osh_bulk_call {
+	struct kmem_cache *s;
+	gfp_t gfp;
+	void **objs;
+};
+
+static int osh_alloc_bulk_entry(struct kretprobe_instance *ri,
+				struct pt_regs *regs)
+{
+	struct osh_bulk_call *call = (void *)ri->data;
+
+	call->s = (struct kmem_cache *)osh_regs_arg(regs, 0);
+	call->gfp = osh_regs_arg(regs, 1);
+	call->objs = (void **)osh_regs_arg(regs, 3);
+	return 0;
+}
+
+static int osh_alloc_bulk_ret(struct kretprobe_instance *ri,
+			      struct pt_regs *regs)
+{
+	struct osh_bulk_call *call = (void *)ri->data;
+	long i, nr = regs_return_value(regs);
+
+	osh_hit(container_of(get_kretprobe(ri), struct osh_hook, krp));
+	for (i = 0; i < nr; i++)
+		osh_kmem_slab_alloc(call->objs[i], call->s, call->gfp);
+	return 0;
 }
 
 /*
@@ -243,6 +353,13 @@ static struct osh_hook osh_hooks[] = {
 	OSH_KP(mem_cgroup_css_released, osh_kp_released, true),
 	OSH_KP(mem_cgroup_css_free, osh_kp_free, true),
 	OSH_KP(mem_cgroup_attach, osh_kp_count, OSH_HAVE_MEM_CGROUP_ATTACH),
+	OSH_KRP(__memcg_kmem_charge_page, osh_charge_page_entry,
+		osh_charge_page_ret, sizeof(struct osh_page_call), true),
+	OSH_KP(__memcg_kmem_uncharge_page, osh_kp_uncharge_page, true),
+	OSH_KP(uncharge_folio, osh_kp_uncharge_folio, true),
+	OSH_KP(kmem_cache_free_bulk, osh_kp_free_bulk, false),
+	OSH_KRP(kmem_cache_alloc_bulk, osh_alloc_bulk_entry, osh_alloc_bulk_ret,
+		sizeof(struct osh_bulk_call), false),
 };
 
 /* The build fails if a probe's prototype differs from the kernel's. */
@@ -284,8 +401,8 @@ static int osh_hook_attach_one(struct osh_hook *hook)
 		return register_kprobe(&hook->krp.kp);
 	case OSH_HOOK_KRETPROBE:
 		hook->krp.kp.symbol_name = hook->name;
-		/* several cgroups may come online at once on different CPUs */
-		hook->krp.maxactive = 4 * num_possible_cpus();
+		/* calls may sleep (reclaim) while others start elsewhere */
+		hook->krp.maxactive = 64 * num_possible_cpus();
 		return register_kretprobe(&hook->krp);
 	}
 	return -EINVAL;

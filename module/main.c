@@ -2,9 +2,10 @@
 /*
  * objcg_shadow: a shadow copy of memcg kernel-memory accounting.
  *
- * Load order: tree, debugfs, hooks, then the walk over existing memcgs (so
- * nothing created meanwhile is missed).  Unload undoes it in reverse and
- * waits for every handler in flight before freeing anything.
+ * Load order: check the SLUB layout, set up the tree and the accounting,
+ * debugfs, hooks, then walk the memcgs that already exist (so nothing
+ * created meanwhile is missed) and start accounting.  Unload undoes it in
+ * reverse and waits for every handler in flight before freeing anything.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -16,18 +17,55 @@
 struct osh_memcg_tree osh_tree;
 
 static unsigned int osh_keep_freed = 256;
+static char osh_designs_param[256] = "v6.1";
+static struct osh_design osh_designs[OSH_MAX_DESIGNS];
+static int osh_nr_designs;
+static unsigned int osh_objmap_bits = 16;
+static unsigned int osh_pagemap_bits = 12;
 
-static int osh_keep_freed_set(const char *val, const struct kernel_param *kp)
+static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
+			      unsigned int lo, unsigned int hi)
 {
 	unsigned int v;
 
-	if (kstrtouint(val, 0, &v) || v > OSH_KEEP_FREED_MAX) {
-		pr_err("keep_freed=%s is invalid: accepted values are integers 0..%u\n",
-		       val, OSH_KEEP_FREED_MAX);
+	if (kstrtouint(val, 0, &v) || v < lo || v > hi) {
+		pr_err("%s=%s is invalid: accepted values are integers %u..%u\n",
+		       kp->name, val, lo, hi);
 		return -EINVAL;
 	}
 	*(unsigned int *)kp->arg = v;
 	return 0;
+}
+
+static int osh_keep_freed_set(const char *val, const struct kernel_param *kp)
+{
+	return osh_uint_range_set(val, kp, 0, OSH_KEEP_FREED_MAX);
+}
+
+static int osh_objmap_bits_set(const char *val, const struct kernel_param *kp)
+{
+	return osh_uint_range_set(val, kp, 8, 24);
+}
+
+static int osh_pagemap_bits_set(const char *val, const struct kernel_param *kp)
+{
+	return osh_uint_range_set(val, kp, 6, 22);
+}
+
+static int osh_designs_set(const char *val, const struct kernel_param *kp)
+{
+	struct osh_design parsed[OSH_MAX_DESIGNS];
+	char err[384];
+	int n;
+
+	n = osh_design_parse(parsed, OSH_MAX_DESIGNS, val, err, sizeof(err));
+	if (n < 0) {
+		pr_err("designs=%s is invalid: %s\n", val, err);
+		return -EINVAL;
+	}
+	memcpy(osh_designs, parsed, sizeof(parsed));
+	osh_nr_designs = n;
+	return param_set_copystring(val, kp);
 }
 
 static const struct kernel_param_ops osh_keep_freed_ops = {
@@ -35,31 +73,80 @@ static const struct kernel_param_ops osh_keep_freed_ops = {
 	.get = param_get_uint,
 };
 
+static const struct kernel_param_ops osh_objmap_bits_ops = {
+	.set = osh_objmap_bits_set,
+	.get = param_get_uint,
+};
+
+static const struct kernel_param_ops osh_pagemap_bits_ops = {
+	.set = osh_pagemap_bits_set,
+	.get = param_get_uint,
+};
+
+static const struct kernel_param_ops osh_designs_ops = {
+	.set = osh_designs_set,
+	.get = param_get_string,
+};
+
+static struct kparam_string osh_designs_kps = {
+	.string = osh_designs_param,
+	.maxlen = sizeof(osh_designs_param),
+};
+
 module_param_cb(keep_freed, &osh_keep_freed_ops, &osh_keep_freed, 0444);
 MODULE_PARM_DESC(keep_freed,
 		 "freed memcg records kept for display in debugfs (0..65536, default 256)");
+module_param_cb(designs, &osh_designs_ops, &osh_designs_kps, 0444);
+MODULE_PARM_DESC(designs,
+		 "comma list of accounting designs run side by side (default v6.1)");
+module_param_cb(objmap_bits, &osh_objmap_bits_ops, &osh_objmap_bits, 0444);
+MODULE_PARM_DESC(objmap_bits,
+		 "log2 of object map buckets of 8 objects (8..24, default 16)");
+module_param_cb(pagemap_bits, &osh_pagemap_bits_ops, &osh_pagemap_bits, 0444);
+MODULE_PARM_DESC(pagemap_bits,
+		 "log2 of kmem page map buckets of 8 pages (6..22, default 12)");
 
 static int __init osh_init(void)
 {
-	int err;
+	char err[384];
+	int err_code;
 
-	osh_tree_init(&osh_tree, osh_keep_freed);
+	if (!osh_nr_designs) {
+		osh_nr_designs = osh_design_parse(osh_designs, OSH_MAX_DESIGNS,
+						  osh_designs_param, err,
+						  sizeof(err));
+		if (WARN_ON_ONCE(osh_nr_designs < 0))
+			return -EINVAL;
+	}
+	err_code = osh_slab_layout_verify();
+	if (err_code) {
+		pr_err("refusing to load: object sizes and SLAB_ACCOUNT cannot be read reliably on this kernel\n");
+		return err_code;
+	}
 
-	err = osh_debugfs_init();
-	if (err)
-		goto destroy_tree;
+	osh_tree_init(&osh_tree, osh_keep_freed, osh_acct_memcg_release);
+	err_code = osh_kmem_init(osh_designs, osh_nr_designs, osh_objmap_bits,
+				 osh_pagemap_bits);
+	if (err_code)
+		return err_code;
 
-	err = osh_hooks_attach();
-	if (err)
+	err_code = osh_debugfs_init();
+	if (err_code)
+		goto free_kmem;
+
+	err_code = osh_hooks_attach();
+	if (err_code)
 		goto remove_debugfs;
 
-	err = osh_discover_memcgs();
-	if (err) {
+	err_code = osh_discover_memcgs();
+	if (err_code) {
 		pr_err("cannot record the existing memory cgroups: error %d\n",
-		       err);
+		       err_code);
 		goto detach_hooks;
 	}
-	pr_info("loaded, version %s\n", OSH_VERSION);
+	osh_kmem_start();
+	pr_info("loaded, version %s, %d design(s): %s\n", OSH_VERSION,
+		osh_nr_designs, osh_designs_param);
 	return 0;
 
 detach_hooks:
@@ -67,10 +154,12 @@ detach_hooks:
 	osh_paths_stop();
 remove_debugfs:
 	osh_debugfs_exit();
-destroy_tree:
+	osh_kmem_stop();
 	osh_tree_destroy(&osh_tree);
 	rcu_barrier();
-	return err;
+free_kmem:
+	osh_kmem_exit();
+	return err_code;
 }
 
 static void __exit osh_exit(void)
@@ -78,9 +167,11 @@ static void __exit osh_exit(void)
 	osh_hooks_detach();
 	osh_paths_stop();
 	osh_debugfs_exit();
+	osh_kmem_stop();
 	osh_tree_destroy(&osh_tree);
-	/* records are freed by RCU callbacks that live in this module */
+	/* records and objcgs are freed by RCU callbacks of this module */
 	rcu_barrier();
+	osh_kmem_exit();
 	pr_info("unloaded\n");
 }
 

@@ -7,11 +7,33 @@
 #define OBJCG_SHADOW_MODULE_H
 
 #include <linux/cgroup.h>
+#include <objcg_shadow/acct.h>
 #include <objcg_shadow/memcg_tree.h>
 
 #define OSH_VERSION	"0.1.0"
 
 extern struct osh_memcg_tree osh_tree;
+extern struct osh_acct osh_acct;
+
+int osh_slab_layout_verify(void);
+
+int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
+		  unsigned int objmap_bits, unsigned int pagemap_bits);
+void osh_kmem_start(void);
+void osh_kmem_stop(void);
+void osh_kmem_exit(void);
+void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp);
+void osh_kmem_slab_free(const void *ptr);
+void osh_kmem_page_charged(struct page *page, unsigned int order);
+void osh_kmem_page_uncharging(struct page *page);
+void osh_kmem_task_forked(struct task_struct *child);
+void osh_kmem_memcg_online(struct osh_memcg *memcg, gfp_t gfp);
+void osh_kmem_memcg_offline(u64 id);
+void osh_kmem_memcg_freed(u64 id);
+void osh_kmem_dump_events(struct osh_buf *ob);
+void osh_kmem_dump_memcgs(struct osh_buf *ob);
+void osh_kmem_dump_designs(struct osh_buf *ob);
+void osh_kmem_dump_objects(struct osh_buf *ob);
 
 int osh_hooks_attach(void);
 void osh_hooks_detach(void);

@@ -138,8 +138,7 @@ enum osh_acct_event {
 	OSH_EV_OBJCG_ALLOC_FAILED,	/* memcg left without objcg (counted) */
 	OSH_EV_REPARENT_OPS,		/* memcg offlines reparented */
 	OSH_EV_OBJCGS_SWAPPED,		/* objcg->memcg pointer swaps */
-	OSH_EV_OBJECTS_REPOINTED,	/* live objects a design without
-					 * objcgs would have had to touch */
+	OSH_EV_OBJECTS_REPOINTED,	/* objects re-pointed without objcgs */
 	OSH_EV_NO_PARENT,		/* offline without a parent record */
 	OSH_EV_OBJCG_RELEASED,		/* objcgs freed after their last ref */
 	OSH_EV_RELEASE_UNCHARGED_PAGES,	/* pages uncharged at objcg release */

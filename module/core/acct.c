@@ -7,7 +7,6 @@
 #include <objcg_shadow/outbuf.h>
 #include "acct_internal.h"
 
-
 static void osh_event(struct osh_acct *acct, enum osh_acct_event ev, long n)
 {
 	atomic_long_add(n, &acct->events[ev]);
@@ -198,9 +197,11 @@ int osh_acct_memcg_online(struct osh_acct *acct, struct osh_memcg *memcg,
 			err = -ENOMEM;
 			continue;
 		}
-		for (i = 0; !osh_memcg_is_root(memcg) &&
-			    i < osh_nr_objcgs(acct, d); i++) {
+		for (i = 0; i < osh_nr_objcgs(acct, d); i++) {
 			int node = acct->designs[d].per_node_objcg ? (int)i : -1;
+
+			if (osh_memcg_is_root(memcg))
+				break;
 
 			md->objcg[i] = osh_objcg_alloc(acct, d, memcg, node, gfp);
 			if (!md->objcg[i]) {
@@ -477,8 +478,8 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			continue;
 		osh_stock_charge(acct, d, ctx, objcg, size);
 		osh_stock_mod_state(acct, d, ctx, objcg, node, type, size);
-		atomic_long_add(size, osh_objcg_stat(objcg, node,
-						      (enum osh_objcg_stat)type));
+		atomic_long_add(size,
+				osh_objcg_stat(objcg, node, (enum osh_objcg_stat)type));
 		atomic_long_inc(&objcg->nr_objects);
 		ctx->cnt[d].allocs++;
 		osh_objcg_count_remote(ctx, d, objcg, node);

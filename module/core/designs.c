@@ -23,7 +23,7 @@ static const struct osh_design osh_base_designs[] = {
  */
 const char *osh_design_known_names(void)
 {
-	return "v6.1, v6.7, v7.1, pernode, each optionally followed by +stockN (N = 1..8 obj stock slots per CPU) and/or +memcgkey (stock slots keyed by memcg)";
+	return "v6.1, v6.7, v7.1, pernode, optionally with +stockN (N=1..8) and/or +memcgkey";
 }
 
 static int osh_parse_one(struct osh_design *out, const char *tok, size_t len,
@@ -293,10 +293,12 @@ static void osh_sum_objcg(struct osh_acct *acct, unsigned int d,
 {
 	unsigned int n, i, cpu;
 
-	for (n = 0; n < acct->nr_nodes; n++)
+	for (n = 0; n < acct->nr_nodes; n++) {
+		const atomic_long_t *stat = &objcg->stat[n * OSH_NR_OBJCG_STATS];
+
 		for (i = 0; i < OSH_NR_OBJCG_STATS; i++)
-			s->stat[n][i] += atomic_long_read(
-				&objcg->stat[n * OSH_NR_OBJCG_STATS + i]);
+			s->stat[n][i] += atomic_long_read(&stat[i]);
+	}
 	s->objects += atomic_long_read(&objcg->nr_objects);
 	s->charged_bytes += atomic_read(&objcg->nr_charged_bytes);
 	/* other CPUs' slots: compare pointers only, never dereference */

@@ -100,6 +100,7 @@ void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
 			    cmpxchg(&map->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY))
 				continue;
 			memcpy(osh_val(map, slot), val, map->val_size);
+			/* publish the key only once its value is complete */
 			smp_store_release(&map->keys[slot], key);
 			atomic_long_inc(&map->nr);
 			return osh_val(map, slot);
@@ -117,6 +118,7 @@ static long osh_find(struct osh_objmap *map, unsigned long key)
 		size_t base = osh_bucket_of(map, key, b);
 
 		for (i = 0; i < OSH_OBJMAP_WAYS; i++) {
+			/* pairs with the release that published the key */
 			if (smp_load_acquire(&map->keys[base + i]) == key)
 				return (long)(base + i);
 		}
@@ -175,6 +177,7 @@ void osh_objmap_for_each(struct osh_objmap *map,
 	size_t slot, slots = osh_objmap_capacity(map);
 
 	for (slot = 0; slot < slots; slot++) {
+		/* pairs with the release that published the key */
 		unsigned long key = smp_load_acquire(&map->keys[slot]);
 
 		if (key > OSH_OBJMAP_KEY_BUSY)

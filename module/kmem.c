@@ -1,0 +1,452 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Kernel side of the shadow accounting: turns kmem events into calls of
+ * the pure core (module/core/acct.c), one per-CPU context per CPU.
+ *
+ * Hot path: interrupts off on this CPU only (the per-CPU stocks must not
+ * be re-entered by an interrupt's allocation), a per-CPU recursion guard,
+ * no lock shared across CPUs, no allocation, nothing that sleeps.  Every
+ * event that cannot be accounted is counted in osh_kmem_events.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cgroup.h>
+#include <linux/percpu.h>
+#include <linux/vmalloc.h>
+#include <objcg_shadow/outbuf.h>
+#include "compat.h"
+#include "osh_module.h"
+
+struct osh_acct osh_acct;
+
+static struct osh_cpu_ctx __percpu *osh_ctx;
+static bool osh_kmem_ready;
+
+/* Per-CPU counts of events the glue handled or could not account. */
+struct osh_kmem_events {
+	unsigned long not_ready;	/* before the load-time walk finished */
+	unsigned long irq_unattributed;	/* accounted alloc in irq context */
+	unsigned long bypass;		/* kthread or no mm: kernel skips too */
+	unsigned long unknown_memcg;	/* memcg without a shadow record */
+	unsigned long attr_checked;	/* objects whose kernel objcg we read */
+	unsigned long attr_mismatch;	/* kernel charged another memcg */
+	unsigned long kernel_only;	/* kernel charged, shadow did not */
+	unsigned long shadow_only;	/* shadow charged, kernel did not */
+};
+
+static DEFINE_PER_CPU(struct osh_kmem_events, osh_kmem_events);
+
+#define OSH_KEV_INC(field)	this_cpu_inc(osh_kmem_events.field)
+
+static struct osh_cpu_ctx *osh_ctx_of(struct osh_acct *acct, int cpu)
+{
+	if (cpu < 0 || cpu >= nr_cpu_ids || !cpu_possible(cpu))
+		return NULL;
+	return per_cpu_ptr(osh_ctx, cpu);
+}
+
+/* Own this CPU's context: interrupts off, not re-entered. */
+static struct osh_cpu_ctx *osh_enter(unsigned long *flags)
+{
+	struct osh_cpu_ctx *ctx;
+
+	local_irq_save(*flags);
+	ctx = this_cpu_ptr(osh_ctx);
+	if (unlikely(ctx->depth)) {
+		ctx->recursion++;
+		local_irq_restore(*flags);
+		return NULL;
+	}
+	ctx->depth = 1;
+	return ctx;
+}
+
+static void osh_leave(struct osh_cpu_ctx *ctx, unsigned long flags)
+{
+	ctx->depth = 0;
+	local_irq_restore(flags);
+}
+
+/* The shadow memcg the kernel charges for the current context, or NULL. */
+static struct osh_memcg *osh_current_shadow(struct mem_cgroup **kmemcg)
+{
+	struct mem_cgroup *memcg;
+	struct osh_memcg *shadow;
+	bool irq_unknown;
+
+	memcg = osh_current_memcg(&irq_unknown);
+	*kmemcg = memcg;
+	if (!memcg) {
+		if (irq_unknown)
+			OSH_KEV_INC(irq_unattributed);
+		else
+			OSH_KEV_INC(bypass);
+		return NULL;
+	}
+	shadow = osh_memcg_lookup(&osh_tree, cgroup_id(memcg->css.cgroup));
+	if (!shadow)
+		OSH_KEV_INC(unknown_memcg);
+	return shadow;
+}
+
+/* The memcg 6.1 charges: nearest online ancestor-or-self below the root. */
+static u64 osh_expected_charge_id(struct osh_memcg *shadow)
+{
+	for (; shadow && shadow->level; shadow = shadow->parent) {
+		if (READ_ONCE(shadow->state) == OSH_MEMCG_ONLINE)
+			return shadow->id;
+	}
+	return 0;
+}
+
+static void osh_check_attribution(struct obj_cgroup *kobjcg,
+				  struct osh_memcg *shadow)
+{
+	u64 want = osh_expected_charge_id(shadow), got = 0;
+	struct mem_cgroup *memcg;
+
+	if (kobjcg) {
+		memcg = READ_ONCE(kobjcg->memcg);
+		got = memcg ? cgroup_id(memcg->css.cgroup) : 0;
+	}
+	OSH_KEV_INC(attr_checked);
+	if (!got && want)
+		OSH_KEV_INC(shadow_only);
+	else if (got && !want)
+		OSH_KEV_INC(kernel_only);
+	else if (got != want)
+		OSH_KEV_INC(attr_mismatch);
+}
+
+/**
+ * osh_kmem_slab_alloc() - account one slab allocation event
+ * @ptr: the object
+ * @s: its cache, or NULL to find it from the slab
+ * @gfp: allocation flags
+ *
+ * Context: tracepoint or kretprobe handler.
+ */
+void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
+{
+	const struct osh_slub_cache_prefix *l;
+	struct mem_cgroup *kmemcg;
+	struct osh_cpu_ctx *ctx;
+	struct osh_memcg *shadow;
+	unsigned long flags;
+	bool accounted;
+
+	if (unlikely(!ptr) || !memcg_kmem_enabled())
+		return;
+	if (!s) {
+		s = osh_obj_cache(ptr);
+		if (!s)
+			return;		/* large kmalloc: a kmem page event */
+	}
+	l = osh_cache_layout(s);
+	accounted = (gfp & __GFP_ACCOUNT) || (l->flags & SLAB_ACCOUNT);
+	if (!accounted) {
+		/* cheap test first: only slabs with objcgs can disagree */
+		if (unlikely(osh_kernel_obj_objcg(ptr, s)))
+			OSH_KEV_INC(kernel_only);
+		return;
+	}
+	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
+		OSH_KEV_INC(not_ready);
+		return;
+	}
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	shadow = osh_current_shadow(&kmemcg);
+	osh_check_attribution(osh_kernel_obj_objcg(ptr, s), shadow);
+	if (shadow)
+		osh_acct_slab_alloc(&osh_acct, ctx, shadow, NULL,
+				    (unsigned long)ptr, osh_obj_full_size(s),
+				    page_to_nid(virt_to_page(ptr)),
+				    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
+				    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+}
+
+/**
+ * osh_kmem_slab_free() - account one slab free event
+ * @ptr: the object, about to be freed
+ *
+ * An object the shadow does not know that the kernel had charged (it was
+ * allocated before load, or dropped) is counted as an untracked free and
+ * changes nothing else, so no counter can go negative.
+ *
+ * Context: tracepoint or kprobe handler.
+ */
+void osh_kmem_slab_free(const void *ptr)
+{
+	struct osh_cpu_ctx *ctx;
+	struct kmem_cache *s;
+	unsigned long flags;
+	bool found;
+
+	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
+		return;
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	found = osh_acct_slab_free(&osh_acct, ctx, (unsigned long)ptr);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+	if (found)
+		return;
+	s = osh_obj_cache(ptr);
+	if (s && osh_kernel_obj_objcg(ptr, s))
+		atomic_long_inc(&osh_acct.events[OSH_EV_OBJ_UNTRACKED_FREE]);
+}
+
+/**
+ * osh_kmem_page_charged() - a kmem page was charged by the kernel
+ * @page: first page
+ * @order: allocation order
+ *
+ * Context: kretprobe handler of __memcg_kmem_charge_page(), same task.
+ */
+void osh_kmem_page_charged(struct page *page, unsigned int order)
+{
+	struct mem_cgroup *kmemcg;
+	struct osh_cpu_ctx *ctx;
+	struct osh_memcg *shadow;
+	unsigned long flags;
+
+	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
+		OSH_KEV_INC(not_ready);
+		return;
+	}
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	shadow = osh_current_shadow(&kmemcg);
+	osh_check_attribution(osh_kernel_page_objcg(page), shadow);
+	if (shadow)
+		osh_acct_page_alloc(&osh_acct, ctx, shadow, (unsigned long)page,
+				    1U << order, page_to_nid(page));
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+}
+
+/**
+ * osh_kmem_page_uncharging() - a kmem page is about to be uncharged
+ * @page: first page
+ *
+ * Context: kprobe handler of __memcg_kmem_uncharge_page().
+ */
+void osh_kmem_page_uncharging(struct page *page)
+{
+	struct osh_cpu_ctx *ctx;
+	unsigned long flags;
+	bool found;
+
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	found = osh_acct_page_free(&osh_acct, ctx, (unsigned long)page);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+	if (!found && osh_kernel_page_objcg(page))
+		atomic_long_inc(&osh_acct.events[OSH_EV_PAGE_UNTRACKED_FREE]);
+}
+
+/**
+ * osh_kmem_task_forked() - count a new task's kernel stack pages
+ * @child: the new task
+ *
+ * Context: sched_process_fork tracepoint; the child cannot be freed.
+ */
+void osh_kmem_task_forked(struct task_struct *child)
+{
+	struct page **pages;
+	unsigned int i, n = osh_task_stack_pages(child, &pages);
+
+	for (i = 0; i < n; i++)
+		osh_acct_mark_stack(&osh_acct, (unsigned long)pages[i]);
+}
+
+/**
+ * osh_kmem_memcg_online() - give a new shadow memcg its objcgs
+ * @memcg: the record
+ * @gfp: allocation context
+ */
+void osh_kmem_memcg_online(struct osh_memcg *memcg, gfp_t gfp)
+{
+	osh_acct_memcg_online(&osh_acct, memcg, gfp);
+}
+
+/**
+ * osh_kmem_memcg_offline() - reparent a memcg's objcgs (css_offline)
+ * @id: cgroup id
+ */
+void osh_kmem_memcg_offline(u64 id)
+{
+	struct osh_memcg *memcg = osh_memcg_get_by_id(&osh_tree, id);
+
+	if (!memcg)
+		return;
+	osh_acct_memcg_offline(&osh_acct, memcg);
+	osh_memcg_put(memcg);
+}
+
+/**
+ * osh_kmem_memcg_freed() - fold a freed memcg's counters into its parent
+ * @id: cgroup id
+ */
+void osh_kmem_memcg_freed(u64 id)
+{
+	struct osh_memcg *memcg = osh_memcg_get_by_id(&osh_tree, id);
+
+	if (!memcg)
+		return;
+	osh_acct_memcg_freed(&osh_acct, memcg);
+	osh_memcg_put(memcg);
+}
+
+static void *osh_vzalloc(size_t size)
+{
+	return vzalloc(size);
+}
+
+static void osh_vfree(void *p)
+{
+	vfree(p);
+}
+
+/**
+ * osh_kmem_init() - allocate the accounting state
+ * @designs: designs to run
+ * @nr_designs: how many
+ * @objmap_bits: log2 of object-map buckets (8 objects each)
+ * @pagemap_bits: log2 of page-map buckets
+ *
+ * Return: 0, -EINVAL, -ENOMEM.
+ */
+int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
+		  unsigned int objmap_bits, unsigned int pagemap_bits)
+{
+	int cpu, err;
+
+	if (nr_node_ids > OSH_MAX_NODES) {
+		pr_err("%u NUMA node ids, at most %u supported\n", nr_node_ids,
+		       OSH_MAX_NODES);
+		return -EINVAL;
+	}
+	osh_ctx = alloc_percpu(struct osh_cpu_ctx);
+	if (!osh_ctx)
+		return -ENOMEM;
+	err = osh_acct_init(&osh_acct, designs, nr_designs, nr_node_ids,
+			    nr_cpu_ids, objmap_bits, pagemap_bits, osh_vzalloc);
+	if (err) {
+		osh_acct_destroy(&osh_acct, osh_vfree);
+		free_percpu(osh_ctx);
+		return err;
+	}
+	osh_acct.cpu_ctx = osh_ctx_of;
+	for_each_possible_cpu(cpu)
+		osh_acct_cpu_init(&osh_acct, per_cpu_ptr(osh_ctx, cpu), cpu,
+				  cpu_to_node(cpu));
+	return 0;
+}
+
+/**
+ * osh_kmem_start() - start accounting once every memcg has a record
+ */
+void osh_kmem_start(void)
+{
+	WRITE_ONCE(osh_kmem_ready, true);
+}
+
+/**
+ * osh_kmem_stop() - drop every reference; hooks must be detached
+ *
+ * Drains each CPU's stocks from this CPU: no handler runs any more.
+ */
+void osh_kmem_stop(void)
+{
+	int cpu;
+
+	WRITE_ONCE(osh_kmem_ready, false);
+	for_each_possible_cpu(cpu)
+		osh_acct_drain_cpu(&osh_acct, per_cpu_ptr(osh_ctx, cpu));
+	osh_acct_teardown(&osh_acct, &osh_tree);
+}
+
+/**
+ * osh_kmem_exit() - free the accounting state; after the tree is gone
+ */
+void osh_kmem_exit(void)
+{
+	osh_acct_destroy(&osh_acct, osh_vfree);
+	free_percpu(osh_ctx);
+	osh_ctx = NULL;
+}
+
+/**
+ * osh_kmem_dump_events() - glue and core event counters, key=value lines
+ * @ob: output
+ */
+void osh_kmem_dump_events(struct osh_buf *ob)
+{
+	struct osh_kmem_events sum = {};
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		const struct osh_kmem_events *ev = per_cpu_ptr(&osh_kmem_events,
+							       cpu);
+		const unsigned long *in = (const unsigned long *)ev;
+		unsigned long *out = (unsigned long *)&sum;
+		size_t i;
+
+		for (i = 0; i < sizeof(sum) / sizeof(long); i++)
+			out[i] += READ_ONCE(in[i]);
+	}
+	osh_buf_printf(ob, "not_ready=%lu\nirq_unattributed=%lu\nbypass_kthread_or_no_mm=%lu\n",
+		       sum.not_ready, sum.irq_unattributed, sum.bypass);
+	osh_buf_printf(ob, "unknown_memcg=%lu\nattribution_checked=%lu\n",
+		       sum.unknown_memcg, sum.attr_checked);
+	osh_buf_printf(ob, "attribution_mismatch=%lu\nkernel_only=%lu\nshadow_only=%lu\n",
+		       sum.attr_mismatch, sum.kernel_only, sum.shadow_only);
+	osh_acct_dump_events(&osh_acct, ob);
+}
+
+/**
+ * osh_kmem_dump_memcgs() - per-memcg accounting, every design
+ * @ob: output
+ */
+void osh_kmem_dump_memcgs(struct osh_buf *ob)
+{
+	unsigned int d;
+
+	for (d = 0; d < osh_acct.nr_designs; d++)
+		osh_acct_dump_memcgs(&osh_acct, &osh_tree, d, ob);
+}
+
+/**
+ * osh_kmem_dump_designs() - per-design configuration and counters
+ * @ob: output
+ */
+void osh_kmem_dump_designs(struct osh_buf *ob)
+{
+	osh_acct_dump_designs(&osh_acct, ob);
+}
+
+/**
+ * osh_kmem_dump_objects() - totals over the object map
+ * @ob: output
+ */
+void osh_kmem_dump_objects(struct osh_buf *ob)
+{
+	unsigned long objects, bytes;
+
+	osh_acct_live_totals(&osh_acct, &objects, &bytes);
+	osh_buf_printf(ob, "tracked_objects=%lu tracked_bytes=%lu\n", objects,
+		       bytes);
+}

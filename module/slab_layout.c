@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Load-time check of the SLUB layout mirrors in compat.h.  Object sizes
+ * and SLAB_ACCOUNT come from struct kmem_cache, which the headers do not
+ * give us; if the mirror does not describe this kernel, the module must
+ * not guess: it refuses to load and says which check failed.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/slab.h>
+#include "compat.h"
+#include "osh_module.h"
+
+/* A constructor keeps the verification caches from being merged. */
+static void osh_verify_ctor(void *obj)
+{
+}
+
+static int osh_check(bool ok, const char *what, unsigned long got,
+		     unsigned long want)
+{
+	if (ok)
+		return 0;
+	pr_err("SLUB layout check failed: %s (read %lu, expected %lu); this kernel's struct kmem_cache or struct slab differs from the 6.1 layout objcg_shadow knows\n",
+	       what, got, want);
+	return -ENOEXEC;
+}
+
+static int osh_verify_cache(struct kmem_cache *s, unsigned int object_size,
+			    slab_flags_t flags)
+{
+	const struct osh_slub_cache_prefix *l = osh_cache_layout(s);
+	void *obj = kmem_cache_alloc(s, GFP_KERNEL);
+	int err;
+
+	if (!obj)
+		return -ENOMEM;
+	err = osh_check(l->object_size == object_size &&
+			kmem_cache_size(s) == object_size,
+			"kmem_cache.object_size", l->object_size, object_size);
+	err = err ?: osh_check((l->flags & flags) == flags,
+			       "kmem_cache.flags has the requested flags",
+			       l->flags, flags);
+	err = err ?: osh_check(!(l->flags & (SLAB_ACCOUNT |
+					      SLAB_RECLAIM_ACCOUNT) & ~flags),
+			       "kmem_cache.flags lacks flags not requested",
+			       l->flags, flags);
+	/* ksize() is s->size for a cache without debugging or KASAN */
+	err = err ?: osh_check(l->size == ksize(obj) && l->size >= object_size,
+			       "kmem_cache.size", l->size, ksize(obj));
+	err = err ?: osh_check(osh_obj_cache(obj) == s, "slab.slab_cache",
+			       (unsigned long)osh_obj_cache(obj),
+			       (unsigned long)s);
+	kmem_cache_free(s, obj);
+	return err;
+}
+
+static int osh_verify_kmalloc(gfp_t gfp, bool accounted)
+{
+	void *obj = kmalloc(100, gfp);
+	struct kmem_cache *s;
+	int err;
+
+	if (!obj)
+		return -ENOMEM;
+	s = osh_obj_cache(obj);
+	err = osh_check(s, "kmalloc object in a slab", 0, 1);
+	err = err ?: osh_check(osh_cache_layout(s)->size == ksize(obj),
+			       "kmalloc cache size", osh_cache_layout(s)->size,
+			       ksize(obj));
+	err = err ?: osh_check(!!(osh_cache_layout(s)->flags & SLAB_ACCOUNT) ==
+			       accounted, "kmalloc-cg caches are SLAB_ACCOUNT",
+			       osh_cache_layout(s)->flags, accounted);
+	kfree(obj);
+	return err;
+}
+
+/**
+ * osh_slab_layout_verify() - check the SLUB mirrors against this kernel
+ *
+ * Return: 0, -ENOEXEC if the layout differs (logged), -ENOMEM.
+ */
+int osh_slab_layout_verify(void)
+{
+	struct kmem_cache *a, *b;
+	int err = -ENOMEM;
+
+	a = kmem_cache_create("objcg_shadow_verify_a", 200, 0,
+			      SLAB_ACCOUNT | SLAB_RECLAIM_ACCOUNT,
+			      osh_verify_ctor);
+	b = kmem_cache_create("objcg_shadow_verify_b", 72, 0, 0,
+			      osh_verify_ctor);
+	if (a && b) {
+		err = osh_verify_cache(a, 200, SLAB_ACCOUNT |
+				       SLAB_RECLAIM_ACCOUNT);
+		err = err ?: osh_verify_cache(b, 72, 0);
+		err = err ?: osh_verify_kmalloc(GFP_KERNEL, false);
+		err = err ?: osh_verify_kmalloc(GFP_KERNEL_ACCOUNT, true);
+	}
+	kmem_cache_destroy(a);
+	kmem_cache_destroy(b);
+	if (!err)
+		pr_info("SLUB layout verified\n");
+	return err;
+}
