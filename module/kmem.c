@@ -139,8 +139,14 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 		return;
 	if (!s) {
 		s = osh_obj_cache(ptr);
-		if (!s)
-			return;		/* large kmalloc: a kmem page event */
+		if (!s) {
+			/* large kmalloc: its charge was a kmem page event */
+			if (gfp & __GFP_ACCOUNT)
+				osh_acct_mark_page(&osh_acct,
+						   (unsigned long)virt_to_page(ptr),
+						   OSH_OBJINFO_LARGE_KMALLOC);
+			return;
+		}
 	}
 	l = osh_cache_layout(s);
 	accounted = (gfp & __GFP_ACCOUNT) || (l->flags & SLAB_ACCOUNT);
@@ -269,7 +275,8 @@ void osh_kmem_task_forked(struct task_struct *child)
 	unsigned int i, n = osh_task_stack_pages(child, &pages);
 
 	for (i = 0; i < n; i++)
-		osh_acct_mark_stack(&osh_acct, (unsigned long)pages[i]);
+		osh_acct_mark_page(&osh_acct, (unsigned long)pages[i],
+				   OSH_OBJINFO_STACK);
 }
 
 /**

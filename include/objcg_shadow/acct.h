@@ -153,7 +153,9 @@ struct osh_objinfo {
 	struct osh_objcg *objcg[];	/* one per design, referenced */
 };
 
-#define OSH_OBJINFO_STACK	0x1	/* page is part of a kernel stack */
+/* What a tracked kmem page is used for, beyond its page charge. */
+#define OSH_OBJINFO_STACK	0x1	/* kernel stack: NR_KERNEL_STACK_KB */
+#define OSH_OBJINFO_LARGE_KMALLOC 0x2	/* kmalloc > 8K: NR_SLAB_UNRECLAIMABLE_B */
 
 struct osh_acct {
 	unsigned int nr_designs;
@@ -214,7 +216,8 @@ int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned int nr_pages, int node);
 bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long page);
-bool osh_acct_mark_stack(struct osh_acct *acct, unsigned long page);
+bool osh_acct_mark_page(struct osh_acct *acct, unsigned long page,
+		       unsigned int kind);
 
 struct osh_buf;
 void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,

@@ -510,6 +510,31 @@ bool osh_acct_slab_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 
 /* --- kmem pages --------------------------------------------------------------- */
 
+/*
+ * Kernel stacks and large kmalloc pages update their vmstat item directly
+ * (mod_lruvec_page_state(), no stock batching), in the memcg the page's
+ * objcg points to at that moment.
+ */
+static void osh_page_kind_stat(struct osh_acct *acct,
+			       const struct osh_objinfo *info,
+			       struct osh_objcg *objcg, int sign)
+{
+	long bytes = sign * (long)info->size * PAGE_SIZE;
+	int node = info->node;
+
+	if (node < 0 || node >= (int)acct->nr_nodes)
+		node = 0;
+	if (info->flags & OSH_OBJINFO_STACK)
+		atomic_long_add(bytes, osh_objcg_stat(objcg, node,
+						      OSH_STAT_KERNEL_STACK));
+	if (info->flags & OSH_OBJINFO_LARGE_KMALLOC) {
+		atomic_long_add(bytes, osh_objcg_stat(objcg, node,
+						      OSH_STAT_SLAB_UNRECLAIMABLE));
+		atomic_long_add(bytes, &osh_objcg_mdesign(objcg)->vmstat[
+			node * OSH_NR_SLAB_TYPES + OSH_SLAB_UNRECLAIMABLE]);
+	}
+}
+
 static void osh_page_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			      struct osh_objinfo *info)
 {
@@ -520,11 +545,8 @@ static void osh_page_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 
 		if (!objcg)
 			continue;
+		osh_page_kind_stat(acct, info, objcg, -1);
 		osh_uncharge_pages(acct, d, ctx, objcg, info->size);
-		if (info->flags & OSH_OBJINFO_STACK)
-			atomic_long_sub((long)info->size * PAGE_SIZE,
-					osh_objcg_stat(objcg, info->node,
-						       OSH_STAT_KERNEL_STACK));
 		ctx->cnt[d].page_frees++;
 		osh_objcg_put(objcg);
 	}
@@ -601,27 +623,30 @@ bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 }
 
 /**
- * osh_acct_mark_stack() - count a tracked kmem page as kernel stack
+ * osh_acct_mark_page() - say what a tracked kmem page is used for
  * @acct: accounting state
  * @page: key of the page
+ * @kind: OSH_OBJINFO_STACK or OSH_OBJINFO_LARGE_KMALLOC
  *
- * Context: the page cannot be freed meanwhile (its task exists).
+ * Context: the page cannot be freed meanwhile (its owner holds it).
  * Return: true if the page was tracked and not yet marked.
  */
-bool osh_acct_mark_stack(struct osh_acct *acct, unsigned long page)
+bool osh_acct_mark_page(struct osh_acct *acct, unsigned long page,
+			unsigned int kind)
 {
 	struct osh_objinfo *info = osh_objmap_peek(&acct->pagemap, page);
+	struct osh_objinfo only = {};
 	unsigned int d;
 
-	if (!info || (info->flags & OSH_OBJINFO_STACK))
+	if (!info || (info->flags & kind))
 		return false;
-	info->flags |= OSH_OBJINFO_STACK;
+	info->flags |= kind;
+	only.size = info->size;
+	only.node = info->node;
+	only.flags = kind;
 	for (d = 0; d < acct->nr_designs; d++) {
 		if (info->objcg[d])
-			atomic_long_add((long)info->size * PAGE_SIZE,
-					osh_objcg_stat(info->objcg[d],
-						       info->node,
-						       OSH_STAT_KERNEL_STACK));
+			osh_page_kind_stat(acct, &only, info->objcg[d], 1);
 	}
 	return true;
 }

@@ -195,9 +195,13 @@ static void test_pages_and_stacks(void)
 	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, 0xa000, 4, 1), 0);
 	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, 0xb000, 1, 0), 0);
 	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 5);
-	CHECK(osh_acct_mark_stack(&fx.acct, 0xa000));
-	CHECK(!osh_acct_mark_stack(&fx.acct, 0xa000));
-	CHECK(!osh_acct_mark_stack(&fx.acct, 0xc000));
+	CHECK(osh_acct_mark_page(&fx.acct, 0xa000, OSH_OBJINFO_STACK));
+	CHECK(!osh_acct_mark_page(&fx.acct, 0xa000, OSH_OBJINFO_STACK));
+	CHECK(!osh_acct_mark_page(&fx.acct, 0xc000, OSH_OBJINFO_STACK));
+	CHECK(osh_acct_mark_page(&fx.acct, 0xb000, OSH_OBJINFO_LARGE_KMALLOC));
+	/* large kmalloc pages are slab, unbatched, in the kernel's vmstat */
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), PG);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_unreclaimable"), PG);
 	CHECK_EQ(fx_stat(10, 0, "kernel_stack"), 4 * PG);
 	CHECK_EQ(fx_stat(10, 0, "kernel_stack.N1"), 4 * PG);
 	CHECK(osh_acct_page_free(&fx.acct, fx_cpu(1), 0xa000));
@@ -206,6 +210,8 @@ static void test_pages_and_stacks(void)
 	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 1);
 	CHECK(osh_acct_page_free(&fx.acct, fx_cpu(1), 0xb000));
 	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 0);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 0);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_unreclaimable"), 0);
 	fx_teardown();
 }
 

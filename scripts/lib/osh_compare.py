@@ -1,0 +1,188 @@
+# SPDX-License-Identifier: GPL-2.0
+"""objcg-shadow compare: the shadow's accounting next to memory.stat.
+
+Joins debugfs records with each cgroup's memory.stat and memory.numa_stat
+by cgroup id (the inode number of the cgroup directory).  memory.stat is
+hierarchical, so shadow values are summed over each memcg's subtree.
+
+The allowed difference is the kernel's own: memory.stat is flushed lazily,
+and the memcg selftests bound the staleness of a counter by
+PAGE_SIZE * MEMCG_CHARGE_BATCH (64) * number of CPUs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import osh_state
+
+CHARGE_BATCH = 64
+
+# counter -> (memory.stat key, shadow kmem field, per-node?)
+COUNTERS = [
+    ("slab_reclaimable", "slab_reclaimable", True),
+    ("slab_unreclaimable", "slab_unreclaimable", True),
+    ("slab", None, False),
+    ("kernel_stack", "kernel_stack", True),
+    ("kernel", None, False),
+]
+
+COVERAGE = """\
+covered: slab objects charged through the obj stock (every __GFP_ACCOUNT
+kmalloc and SLAB_ACCOUNT cache, per node of the object's page), kmem pages
+(__memcg_kmem_charge_page: kernel stacks, page tables, pipe buffers, large
+kmalloc) and kernel stacks.  not covered: percpu allocations, socket
+memory ("sock"), zswap; 'kernel' differs from the kernel by their charges."""
+
+
+def bound_bytes(page_size: int, ncpus: int) -> int:
+    return page_size * CHARGE_BATCH * ncpus
+
+
+def _shadow_sum(sh, design, ids, field, node=None):
+    total = 0
+    for cid in ids:
+        rec = sh.kmem.get(design, {}).get(cid)
+        if not rec:
+            continue
+        key = field if node is None else f"{field}.N{node}"
+        total += int(rec.get(key, 0))
+    return total
+
+
+def collect(sh: osh_state.Shadow, design: str, cgroupfs: str,
+            include_preload: bool, under: str | None) -> dict:
+    ncpus = os.cpu_count() or 1
+    bound = bound_bytes(sh.page_size, ncpus)
+    dirs = osh_state.find_cgroup_dirs(cgroupfs)
+    rows = []
+    for cid, rec in sorted(sh.cgroups.items(),
+                           key=lambda kv: kv[1].get("path", "")):
+        if rec["state"] != "online" or cid not in dirs:
+            continue
+        cgdir = dirs[cid]
+        if not os.path.exists(os.path.join(cgdir, "memory.stat")):
+            continue            # the root has no memory.stat in 6.1
+        rel = "/" + os.path.relpath(cgdir, cgroupfs).lstrip(".")
+        if under and not (rel == under or rel.startswith(under.rstrip("/") + "/")):
+            continue
+        ids = sh.subtree(cid)
+        preload = any(sh.cgroups[i].get("discovered") == "1" for i in ids
+                      if i in sh.cgroups)
+        status_base = "pre-load" if preload else "ok"
+        if preload and not include_preload:
+            continue
+        try:
+            mstat = osh_state.read_memory_stat(cgdir)
+            nstat = osh_state.read_numa_stat(cgdir)
+        except OSError as e:
+            rows.append({"path": rel, "id": cid, "counter": "*",
+                         "error": str(e)})
+            continue
+        shadow = {}
+        for name, field, per_node in COUNTERS:
+            if field:
+                shadow[name] = _shadow_sum(sh, design, ids, field)
+                if per_node:
+                    for node in nstat.get(name, {}):
+                        shadow[f"{name}.N{node}"] = _shadow_sum(
+                            sh, design, ids, field, node)
+        shadow["slab"] = shadow["slab_reclaimable"] + shadow["slab_unreclaimable"]
+        shadow["kernel"] = _shadow_sum(sh, design, ids, "kmem_pages") * sh.page_size
+        kernel = {name: mstat.get(name) for name, _f, _p in COUNTERS}
+        for name, _f, per_node in COUNTERS:
+            if per_node:
+                for node, v in nstat.get(name, {}).items():
+                    kernel[f"{name}.N{node}"] = v
+        for counter in shadow:
+            k = kernel.get(counter)
+            if k is None:
+                continue
+            delta = shadow[counter] - k
+            status = status_base
+            if status == "ok" and abs(delta) > bound:
+                status = "EXCEEDS"
+            rows.append({"path": rel, "id": cid, "counter": counter,
+                         "kernel": k, "shadow": shadow[counter],
+                         "delta": delta, "bound": bound, "status": status})
+    st = sh.stats
+    health = {k: st.get(k, 0) for k in (
+        "untracked_frees", "untracked_page_frees", "dropped_objects_map_full",
+        "dropped_pages_map_full", "dropped_recursion", "not_ready",
+        "unknown_memcg", "irq_unattributed", "attribution_checked",
+        "attribution_mismatch", "kernel_only", "shadow_only",
+        "stale_objects_replaced", "stale_pages_replaced")}
+    return {
+        "design": design,
+        "bound": {"bytes": bound, "page_size": sh.page_size,
+                  "charge_batch": CHARGE_BATCH, "cpus": ncpus,
+                  "formula": "PAGE_SIZE * MEMCG_CHARGE_BATCH * nr_cpus"},
+        "rows": rows,
+        "health": health,
+        "tracked": sh.objects,
+        "failed": [r for r in rows if r.get("status") == "EXCEEDS"
+                   or "error" in r],
+    }
+
+
+def _fmt(n: int) -> str:
+    return f"{n:,}"
+
+
+def print_table(res: dict, out=sys.stdout) -> None:
+    b = res["bound"]
+    print(f"design {res['design']}; bound per counter = {b['formula']} = "
+          f"{b['page_size']} * {b['charge_batch']} * {b['cpus']} = "
+          f"{_fmt(b['bytes'])} bytes", file=out)
+    head = ("cgroup", "counter", "kernel", "shadow", "delta", "|d|/bound",
+            "status")
+    rows = [r for r in res["rows"] if "error" not in r]
+    width = max([len(head[0])] + [len(r["path"]) for r in rows])
+    fmt = f"{{:<{width}}}  {{:<22}} {{:>14}} {{:>14}} {{:>12}} {{:>9}}  {{}}"
+    print(fmt.format(*head), file=out)
+    for r in rows:
+        print(fmt.format(r["path"], r["counter"], _fmt(r["kernel"]),
+                         _fmt(r["shadow"]), _fmt(r["delta"]),
+                         f"{abs(r['delta']) / r['bound']:.1%}", r["status"]),
+              file=out)
+    for r in res["rows"]:
+        if "error" in r:
+            print(f"{r['path']}: cannot read: {r['error']}", file=out)
+    if not rows:
+        print("(no cgroup to compare: only memcgs created after the module "
+              "loaded are compared; --all includes older ones)", file=out)
+    h = res["health"]
+    print("\nevents the shadow could not account (all should be small):",
+          file=out)
+    print("  " + "  ".join(f"{k}={v}" for k, v in h.items()), file=out)
+    t = res["tracked"]
+    print(f"  tracked objects={t.get('tracked_objects')} "
+          f"bytes={t.get('tracked_bytes')}", file=out)
+    print("\n" + osh_state_coverage(), file=out)
+    n_bad = len(res["failed"])
+    print(f"\n{len(rows)} comparisons, {n_bad} beyond the bound", file=out)
+
+
+def osh_state_coverage() -> str:
+    return COVERAGE
+
+
+def main(args) -> int:
+    try:
+        sh = osh_state.Shadow(args.debugfs)
+        design = args.design or sh.default_design()
+        if design not in sh.kmem and sh.kmem:
+            print(f"objcg-shadow compare: unknown design {design!r}; the "
+                  f"module runs: {', '.join(sh.kmem)}", file=sys.stderr)
+            return 2
+        res = collect(sh, design, args.cgroupfs, args.all, args.cgroup)
+    except osh_state.StateError as e:
+        print(f"objcg-shadow compare: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+    else:
+        print_table(res)
+    return 1 if res["failed"] else 0

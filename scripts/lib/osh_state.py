@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: GPL-2.0
+"""Read objcg_shadow's debugfs files and the kernel's cgroupfs view.
+
+Every debugfs file is documented key=value lines (README.md, "debugfs").
+"""
+from __future__ import annotations
+
+import os
+import re
+
+DEBUGFS = "/sys/kernel/debug/objcg_shadow"
+CGROUPFS = "/sys/fs/cgroup"
+
+
+class StateError(Exception):
+    """Something the user must fix (module not loaded, no cgroup2...)."""
+
+
+def _unescape(value: str) -> str:
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), value)
+
+
+def parse_records(text: str) -> list[dict]:
+    out = []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        rec = {}
+        for field in line.split():
+            key, _, value = field.partition("=")
+            rec[key] = _unescape(value)
+        out.append(rec)
+    return out
+
+
+def _num(v: str):
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+class Shadow:
+    """One consistent-enough reading of the module's debugfs files."""
+
+    def __init__(self, root: str = DEBUGFS):
+        if not os.path.isdir(root):
+            raise StateError(
+                f"{root} not found: is objcg_shadow loaded "
+                "(insmod module/objcg_shadow.ko) and debugfs mounted "
+                "(mount -t debugfs none /sys/kernel/debug)?")
+        self.root = root
+        self.version = self._kv("version")
+        self.stats = self._kv("stats")
+        self.cgroups = {int(r["id"]): r for r in self._records("cgroups")}
+        self.kmem: dict[str, dict[int, dict]] = {}
+        for r in self._records("kmem"):
+            self.kmem.setdefault(r["design"], {})[int(r["id"])] = {
+                k: _num(v) for k, v in r.items()}
+        self.designs = {r["design"]: {k: _num(v) for k, v in r.items()}
+                        for r in self._records("designs")}
+        self.objects = self._kv("objects")
+
+    def _read(self, name: str) -> str:
+        with open(os.path.join(self.root, name)) as f:
+            return f.read()
+
+    def _records(self, name: str) -> list[dict]:
+        return parse_records(self._read(name))
+
+    def _kv(self, name: str) -> dict:
+        out = {}
+        for r in self._records(name):
+            out.update({k: _num(v) for k, v in r.items()})
+        return out
+
+    @property
+    def page_size(self) -> int:
+        return int(self.version.get("page_size", 4096))
+
+    def children(self) -> dict[int, list[int]]:
+        kids: dict[int, list[int]] = {}
+        for cid, r in self.cgroups.items():
+            if r["state"] != "freed":
+                kids.setdefault(int(r["parent"]), []).append(cid)
+        return kids
+
+    def subtree(self, cid: int) -> list[int]:
+        kids = self.children()
+        out, todo = [], [cid]
+        while todo:
+            c = todo.pop()
+            out.append(c)
+            todo.extend(kids.get(c, []))
+        return out
+
+    def default_design(self) -> str:
+        if "v6.1" in self.kmem or not self.kmem:
+            return "v6.1"
+        return next(iter(self.kmem))
+
+
+def read_memory_stat(cgdir: str) -> dict[str, int]:
+    out = {}
+    with open(os.path.join(cgdir, "memory.stat")) as f:
+        for line in f:
+            key, value = line.split()
+            out[key] = int(value)
+    return out
+
+
+def read_numa_stat(cgdir: str) -> dict[str, dict[int, int]]:
+    out: dict[str, dict[int, int]] = {}
+    with open(os.path.join(cgdir, "memory.numa_stat")) as f:
+        for line in f:
+            key, *fields = line.split()
+            out[key] = {int(n[1:n.index("=")]): int(n[n.index("=") + 1:])
+                        for n in fields}
+    return out
+
+
+def find_cgroup_dirs(root: str = CGROUPFS) -> dict[int, str]:
+    """cgroup id (directory inode) -> directory, for every memcg dir."""
+    if not os.path.exists(os.path.join(root, "cgroup.controllers")):
+        raise StateError(f"{root} is not a cgroup v2 mount")
+    dirs = {}
+    for dirpath, _dirnames, files in os.walk(root):
+        if "memory.stat" in files or dirpath == root:
+            dirs[os.stat(dirpath).st_ino] = dirpath
+    return dirs
