@@ -451,9 +451,11 @@ void osh_kmem_dump_designs(struct osh_buf *ob)
  */
 void osh_kmem_dump_objects(struct osh_buf *ob)
 {
-	unsigned long objects, bytes;
+	struct osh_live_totals t;
 
-	osh_acct_live_totals(&osh_acct, &objects, &bytes);
-	osh_buf_printf(ob, "tracked_objects=%lu tracked_bytes=%lu\n", objects,
-		       bytes);
+	osh_acct_live_totals(&osh_acct, &t);
+	osh_buf_printf(ob, "tracked_objects=%lu tracked_bytes=%lu ", t.objects,
+		       t.bytes);
+	osh_buf_printf(ob, "tracked_pages=%lu large_kmalloc_bytes=%lu stack_bytes=%lu\n",
+		       t.pages, t.large_kmalloc_bytes, t.stack_bytes);
 }

@@ -20,7 +20,7 @@ static unsigned int osh_keep_freed = 256;
 static char osh_designs_param[256] = "v6.1";
 static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
-static unsigned int osh_objmap_bits = 16;
+static unsigned int osh_objmap_bits = 17;
 static unsigned int osh_pagemap_bits = 12;
 
 static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
@@ -101,7 +101,7 @@ MODULE_PARM_DESC(designs,
 		 "comma list of accounting designs run side by side (default v6.1)");
 module_param_cb(objmap_bits, &osh_objmap_bits_ops, &osh_objmap_bits, 0444);
 MODULE_PARM_DESC(objmap_bits,
-		 "log2 of object map buckets of 8 objects (8..24, default 16)");
+		 "log2 of object map buckets of 8 objects (8..24, default 17)");
 module_param_cb(pagemap_bits, &osh_pagemap_bits_ops, &osh_pagemap_bits, 0444);
 MODULE_PARM_DESC(pagemap_bits,
 		 "log2 of kmem page map buckets of 8 pages (6..22, default 12)");

@@ -217,16 +217,24 @@ int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long page);
 bool osh_acct_mark_page(struct osh_acct *acct, unsigned long page,
-		       unsigned int kind);
+			unsigned int kind);
 
 struct osh_buf;
-void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,
-			  unsigned int d, struct osh_buf *ob);
+void osh_acct_dump_memcgs(struct osh_acct *acct,
+			  struct osh_memcg_tree *tree, unsigned int d,
+			  struct osh_buf *ob);
 void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob);
 void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob);
 void osh_acct_sum_counters(struct osh_acct *acct, unsigned int d,
 			   struct osh_dcounters *sum);
-void osh_acct_live_totals(struct osh_acct *acct, unsigned long *objects,
-			  unsigned long *bytes);
+struct osh_live_totals {
+	unsigned long objects;		/* slab objects in the object map */
+	unsigned long bytes;		/* their obj_full_size() sum */
+	unsigned long pages;		/* kmem pages in the page map */
+	unsigned long large_kmalloc_bytes;
+	unsigned long stack_bytes;
+};
+
+void osh_acct_live_totals(struct osh_acct *acct, struct osh_live_totals *t);
 
 #endif /* OBJCG_SHADOW_ACCT_H */

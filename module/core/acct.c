@@ -528,10 +528,12 @@ static void osh_page_kind_stat(struct osh_acct *acct,
 		atomic_long_add(bytes, osh_objcg_stat(objcg, node,
 						      OSH_STAT_KERNEL_STACK));
 	if (info->flags & OSH_OBJINFO_LARGE_KMALLOC) {
+		atomic_long_t *vm = osh_objcg_mdesign(objcg)->vmstat;
+
 		atomic_long_add(bytes, osh_objcg_stat(objcg, node,
 						      OSH_STAT_SLAB_UNRECLAIMABLE));
-		atomic_long_add(bytes, &osh_objcg_mdesign(objcg)->vmstat[
-			node * OSH_NR_SLAB_TYPES + OSH_SLAB_UNRECLAIMABLE]);
+		atomic_long_add(bytes, &vm[node * OSH_NR_SLAB_TYPES +
+					  OSH_SLAB_UNRECLAIMABLE]);
 	}
 }
 

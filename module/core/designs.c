@@ -247,36 +247,39 @@ void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
 		       osh_objmap_capacity(&acct->pagemap));
 }
 
-struct osh_totals {
-	unsigned long objects;
-	unsigned long bytes;
-};
-
-static void osh_add_entry(unsigned long key, void *val, void *arg)
+static void osh_add_object(unsigned long key, void *val, void *arg)
 {
-	struct osh_totals *t = arg;
+	struct osh_live_totals *t = arg;
 	const struct osh_objinfo *info = val;
 
 	t->objects++;
 	t->bytes += info->size;
 }
 
+static void osh_add_page(unsigned long key, void *val, void *arg)
+{
+	struct osh_live_totals *t = arg;
+	const struct osh_objinfo *info = val;
+
+	t->pages += info->size;
+	if (info->flags & OSH_OBJINFO_LARGE_KMALLOC)
+		t->large_kmalloc_bytes += info->size * PAGE_SIZE;
+	if (info->flags & OSH_OBJINFO_STACK)
+		t->stack_bytes += info->size * PAGE_SIZE;
+}
+
 /**
- * osh_acct_live_totals() - count and size of the objects in the map
+ * osh_acct_live_totals() - totals over the object and page maps
  * @acct: accounting state
- * @objects: output
- * @bytes: output
+ * @t: output
  *
  * Exact only at quiescence; used for the conservation check.
  */
-void osh_acct_live_totals(struct osh_acct *acct, unsigned long *objects,
-			  unsigned long *bytes)
+void osh_acct_live_totals(struct osh_acct *acct, struct osh_live_totals *t)
 {
-	struct osh_totals t = {};
-
-	osh_objmap_for_each(&acct->objmap, osh_add_entry, &t);
-	*objects = t.objects;
-	*bytes = t.bytes;
+	memset(t, 0, sizeof(*t));
+	osh_objmap_for_each(&acct->objmap, osh_add_object, t);
+	osh_objmap_for_each(&acct->pagemap, osh_add_page, t);
 }
 
 struct osh_memcg_sums {

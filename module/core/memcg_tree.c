@@ -355,13 +355,15 @@ size_t osh_memcg_pending_paths(struct osh_memcg_tree *tree, u64 *ids,
 static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
 {
 	osh_buf_printf(ob,
-		       "id=%llu parent=%llu level=%d state=%s tasks_attached=%ld attach_ops=%ld discovered=%d path=",
+		       "id=%llu parent=%llu level=%d state=%s tasks_attached=%ld attach_ops=%ld discovered=%d refs=%d path=",
 		       (unsigned long long)memcg->id,
 		       (unsigned long long)memcg->parent_id, memcg->level,
 		       osh_memcg_state_name(memcg->state),
 		       atomic_long_read(&memcg->tasks_attached),
 		       atomic_long_read(&memcg->attach_ops),
-		       memcg->discovered);
+		       memcg->discovered,
+		       /* beyond the tree's own: children and objcgs */
+		       refcount_read(&memcg->ref) - 1);
 	if (memcg->path)
 		osh_buf_puts_escaped(ob, memcg->path);
 	else

@@ -52,14 +52,28 @@ size_t osh_objmap_capacity(const struct osh_objmap *map)
 	return (size_t)OSH_OBJMAP_WAYS << map->bucket_bits;
 }
 
+/* splitmix64's finaliser: every input bit affects every output bit */
+static u64 osh_mix64(u64 x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ULL;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebULL;
+	return x ^ (x >> 31);
+}
+
+/*
+ * The two candidate buckets must be independent for two-choice hashing to
+ * balance the load: take them from the two halves of one strong mix.
+ */
 static size_t osh_bucket_of(const struct osh_objmap *map, unsigned long key,
 			    unsigned int which)
 {
-	/* objects are at least 8-byte aligned: drop the always-zero bits */
-	u64 h = hash_64((u64)(key >> 3) ^ (which ? 0x9e3779b97f4a7c15ULL : 0),
-			map->bucket_bits);
+	u64 h = osh_mix64(key);
+	u64 mask = (1ULL << map->bucket_bits) - 1;
 
-	return (size_t)h * OSH_OBJMAP_WAYS;
+	h = which ? (h >> 32) ^ (h << 7) : h;
+	return (size_t)(h & mask) * OSH_OBJMAP_WAYS;
 }
 
 static void *osh_val(const struct osh_objmap *map, size_t slot)
@@ -86,15 +100,21 @@ void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
 {
 	size_t base[2] = { osh_bucket_of(map, key, 0),
 			   osh_bucket_of(map, key, 1) };
-	unsigned int b, i;
+	unsigned int b, i, empty[2] = { 0, 0 }, first;
 
 	*had_stale = osh_objmap_remove(map, key, stale_out);
 	if (*had_stale)
 		atomic_long_inc(&map->replaced);
 
+	/* two choices: fill the emptier bucket, keeping the maximum load low */
+	for (b = 0; b < 2; b++)
+		for (i = 0; i < OSH_OBJMAP_WAYS; i++)
+			empty[b] += !READ_ONCE(map->keys[base[b] + i]);
+	first = empty[1] > empty[0];
+
 	for (b = 0; b < 2; b++) {
 		for (i = 0; i < OSH_OBJMAP_WAYS; i++) {
-			size_t slot = base[b] + i;
+			size_t slot = base[b ^ first] + i;
 
 			if (READ_ONCE(map->keys[slot]) ||
 			    cmpxchg(&map->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY))

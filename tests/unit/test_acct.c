@@ -409,7 +409,49 @@ static void test_random_conservation_all_designs(void)
 		   20000);
 }
 
+static void *test_zalloc(size_t size)
+{
+	return calloc(1, size);
+}
+
+static void test_free_fn(void *p)
+{
+	free(p);
+}
+
+/*
+ * Slab-like keys (objects of several sizes packed in 4K pages spread over
+ * memory) at 60% of capacity: two-choice insertion must not drop any
+ * (8-way buckets keep the fullest bucket near the mean + 3).
+ */
+static void test_objmap_two_choice_load(void)
+{
+	static const unsigned int sizes[] = { 64, 192, 256, 704, 1024 };
+	unsigned long val = 0, out, page = 0xffff888100000000UL;
+	struct osh_objmap map;
+	bool stale;
+	size_t n = 0, target;
+	unsigned int s = 0;
+
+	CHECK_EQ(osh_objmap_init(&map, 12, sizeof(val), test_zalloc), 0);
+	target = osh_objmap_capacity(&map) * 3 / 5;
+	while (n < target) {
+		unsigned int size = sizes[s++ % ARRAY_SIZE(sizes)];
+		unsigned long off;
+
+		for (off = 0; off + size <= 4096 && n < target; off += size, n++)
+			CHECK(osh_objmap_insert(&map, page + off, &val, &out,
+						&stale));
+		page += 4096 * (1 + (n % 7));
+	}
+	CHECK_EQ(atomic_long_read(&map.full), 0);
+	CHECK_EQ(atomic_long_read(&map.nr), target);
+	CHECK_EQ(atomic_long_read(&map.replaced), 0);
+	osh_objmap_destroy(&map, test_free_fn);
+}
+
 static const struct osh_test tests[] = {
+	{ "acct_objmap_two_choice_load", test_objmap_two_choice_load },
 	{ "acct_stock_consume_refill_61", test_stock_consume_refill_61 },
 	{ "acct_stock_drains_on_objcg_switch", test_stock_drains_on_objcg_switch },
 	{ "acct_vmstat_batched_per_node", test_vmstat_batched_per_node },

@@ -146,7 +146,7 @@ static void test_paths_escaped_and_pending(void)
 	CHECK_EQ(osh_memcg_set_path(&tree, 77, "/x", GFP_KERNEL), -ENOENT);
 	text = dump();
 	CHECK(has_line(text, " path=/a\\134b\\012\n"));
-	CHECK(has_line(text, "id=11 parent=10 level=2 state=online tasks_attached=0 attach_ops=0 discovered=0 path=?\n"));
+	CHECK(has_line(text, "id=11 parent=10 level=2 state=online tasks_attached=0 attach_ops=0 discovered=0 refs=0 path=?\n"));
 	free(text);
 	osh_tree_destroy(&tree);
 }

@@ -99,10 +99,17 @@ def read_records(name):
         return [parse_kv_line(l) for l in f.read().splitlines() if l.strip()]
 
 
+def _num(v):
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
 def read_kv(name):
     out = {}
     for rec in read_records(name):
-        out.update(rec)
+        out.update({k: _num(v) for k, v in rec.items()})
     return out
 
 
@@ -189,6 +196,8 @@ class Workload:
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
+        while line.startswith(("MIGRATED", "PHASE")):
+            line = self.proc.stdout.readline()
         if not line.startswith("READY"):
             self.proc.kill()
             raise TestFailure("kmemload %s did not get ready: %r" % (

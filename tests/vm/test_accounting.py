@@ -1,0 +1,330 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Shadow accounting against the kernel's memory.stat, in the guest.
+
+Each workload kind allocates at least 20 MiB of slab so the kernel's own
+staleness bound (PAGE_SIZE * 64 * nr_cpus = 512 KiB here) is meaningful.
+Lines "METRIC ..." report the largest |delta|/bound per counter for the
+closing notes; they are information, the checks are the assertions.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
+from osh_guest import (Workload, cg_id, cg_mkdir, cg_path, cg_rmdir_tree,  # noqa: E402
+                       check, enable_memory, ensure_unloaded, insmod,
+                       read_kv, read_records, run_tests, shadow_cgroups,
+                       wait_for, KMEMLOAD, sh)
+import osh_compare  # noqa: E402
+import osh_state  # noqa: E402
+
+MIB = 1 << 20
+
+# kind -> kmemload arguments for >= 20 MiB of slab
+KINDS = {
+    "dentry": ["dentry", "--mib", "24"],
+    "negdentry": ["negdentry", "--count", "150000"],
+    "pipe": ["pipe", "--mib", "30"],
+    "socket": ["socket", "--mib", "28"],
+    "thread": ["thread", "--count", "4000"],
+}
+
+
+def compare(cgroup=None, include_all=False, design=None):
+    shadow = osh_state.Shadow()
+    return osh_compare.collect(shadow, design or shadow.default_design(),
+                               "/sys/fs/cgroup", include_all, cgroup)
+
+
+def rows_of(res, path):
+    return {r["counter"]: r for r in res["rows"] if r["path"] == path}
+
+
+def assert_within_bound(res, what):
+    bad = ["%s %s: kernel %d shadow %d delta %d > bound %d" % (
+        r["path"], r["counter"], r["kernel"], r["shadow"], r["delta"],
+        r["bound"]) for r in res["failed"] if "error" not in r]
+    errors = [r for r in res["failed"] if "error" in r]
+    check(not bad and not errors, "%s: beyond the bound:\n%s%s" % (
+        what, "\n".join(bad), errors))
+    check(res["rows"], "%s: nothing compared" % what)
+
+
+def kmem_line(cid, design="v6.1"):
+    for r in read_records("kmem"):
+        if int(r["id"]) == cid and r["design"] == design:
+            return {k: (int(v) if v.lstrip("-").isdigit() else v)
+                    for k, v in r.items()}
+    return None
+
+
+def memory_stat(rel):
+    return osh_state.read_memory_stat(cg_path(rel))
+
+
+def drop_caches():
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches")
+
+
+def setup_tree(top):
+    cg_rmdir_tree(top)
+    enable_memory("/")
+    cg_mkdir(top, memory_for_children=True)
+
+
+def test_compare_each_kind_20mib():
+    setup_tree("acct")
+    insmod()
+    loads = []
+    try:
+        for kind, args in KINDS.items():
+            cg_mkdir("acct/" + kind)
+            loads.append(Workload(["--quiet"] + args, cgroup="acct/" + kind))
+        time.sleep(3)   # let the periodic stats flush run once
+        res = compare("/acct")
+        for kind in KINDS:
+            rows = rows_of(res, "/acct/" + kind)
+            check(rows, "no rows for " + kind)
+            check(rows["slab"]["kernel"] >= 20 * MIB,
+                  "%s: only %d bytes of slab" % (kind, rows["slab"]["kernel"]))
+            for counter in ("slab_reclaimable", "slab_unreclaimable", "slab",
+                            "kernel_stack", "kernel"):
+                check(counter in rows, "%s: no %s row" % (kind, counter))
+            worst = {}
+            for r in rows.values():
+                base = r["counter"].split(".")[0]
+                worst[base] = max(worst.get(base, 0),
+                                  abs(r["delta"]) / r["bound"])
+            for r in rows.values():
+                if abs(r["delta"]) > 0.1 * r["bound"]:
+                    print("DETAIL %s %s kernel=%d shadow=%d delta=%d" % (
+                        kind, r["counter"], r["kernel"], r["shadow"],
+                        r["delta"]), flush=True)
+            print("METRIC kind=%s slab=%d %s" % (kind, rows["slab"]["kernel"],
+                  " ".join("%s=%.1f%%" % (k, 100 * v)
+                           for k, v in sorted(worst.items()))), flush=True)
+        assert_within_bound(res, "20 MiB per kind")
+        health = res["health"]
+        check(health["attribution_mismatch"] == 0,
+              "attribution mismatches: %s" % health)
+        for key in ("dropped_objects_map_full", "dropped_pages_map_full",
+                    "dropped_recursion", "unknown_memcg"):
+            check(health[key] == 0, "%s=%s" % (key, health[key]))
+    finally:
+        for w in loads:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("acct")
+
+
+def test_conservation_at_quiescence():
+    setup_tree("cons")
+    cg_mkdir("cons/a")
+    cg_mkdir("cons/b")
+    insmod("designs=v6.1,v7.1")
+    loads = []
+    try:
+        loads.append(Workload(["--quiet", "mix", "--count", "3000"],
+                              cgroup="cons/a"))
+        loads.append(Workload(["--quiet", "pipe", "--count", "2000"],
+                              cgroup="cons/b"))
+        # every task of the tracked cgroups is asleep: nothing moves
+        objects = read_kv("objects")
+        lines = read_records("kmem")
+        for design in ("v6.1", "v7.1"):
+            slab = sum(int(r["slab_reclaimable"]) + int(r["slab_unreclaimable"])
+                       for r in lines if r["design"] == design)
+            n = sum(int(r["objects"]) for r in lines if r["design"] == design)
+            check(slab == objects["tracked_bytes"] +
+                  objects["large_kmalloc_bytes"],
+                  "%s: sum of slab %d != tracked %d + large kmalloc %d" % (
+                      design, slab, objects["tracked_bytes"],
+                      objects["large_kmalloc_bytes"]))
+            check(n == objects["tracked_objects"],
+                  "%s: %d objects in memcgs, %d in the map" % (
+                      design, n, objects["tracked_objects"]))
+        check(objects["tracked_objects"] > 5000, "too few objects tracked")
+    finally:
+        for w in loads:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("cons")
+
+
+def test_pinned_to_node1_shows_on_node1():
+    insmod()
+    setup_tree("numa")
+    cg_mkdir("numa/n1")
+    w = None
+    try:
+        w = Workload(["--quiet", "--node", "1", "dentry", "--mib", "20"],
+                     cgroup="numa/n1")
+        time.sleep(2.5)
+        res = compare("/numa/n1")
+        assert_within_bound(res, "node 1")
+        rows = rows_of(res, "/numa/n1")
+        for side in ("kernel", "shadow"):
+            n1 = rows["slab_reclaimable.N1"][side]
+            total = rows["slab_reclaimable"][side]
+            check(total > 10 * MIB and n1 > 0.9 * total,
+                  "%s: node 1 holds %d of %d reclaimable bytes" % (
+                      side, n1, total))
+    finally:
+        if w:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("numa")
+
+
+def test_reparent_to_parent_then_free():
+    insmod()
+    setup_tree("rep")
+    cg_mkdir("rep/parent", memory_for_children=True)
+    cg_mkdir("rep/parent/child")
+    cg_mkdir("rep/parent/keeper")
+    w = None
+    try:
+        base = memory_stat("rep/parent")["slab"]
+        child = cg_id("rep/parent/child")
+        parent = cg_id("rep/parent")
+        # pipes have no page cache: nothing but kmem charges the child
+        w = Workload(["--quiet", "pipe", "--mib", "24"],
+                     cgroup="rep/parent/child")
+        before = compare("/rep/parent")
+        assert_within_bound(before, "before rmdir")
+        # v2 keeps a task's old charges where they were: the process can
+        # leave (a cgroup with enabled controllers holds no tasks itself)
+        sh("echo %d > %s/cgroup.procs" % (w.pid, cg_path("rep/parent/keeper")))
+        os.rmdir(cg_path("rep/parent/child"))
+        wait_for(lambda: shadow_cgroups()[child]["state"] != "online", 10,
+                 what="child offline")
+        # live objects do not pin the dead shadow memcg: objcgs moved on
+        check(shadow_cgroups()[child]["refs"] == "0",
+              "dead child still referenced: %s" % shadow_cgroups()[child])
+        time.sleep(2.5)
+        after = compare("/rep/parent")
+        assert_within_bound(after, "after rmdir: the parent holds it all")
+        rows = rows_of(after, "/rep/parent")
+        for side in ("kernel", "shadow"):
+            check(rows["slab"][side] - base >= 20 * MIB,
+                  "%s: parent slab grew by only %d" % (
+                      side, rows["slab"][side] - base))
+        pk = kmem_line(parent)
+        check(pk["inherited"] >= 1, "parent inherited no objcg: %s" % pk)
+        check(pk["objects"] > 10000, "objects not reparented: %s" % pk)
+        ev = read_kv("stats")
+        check(ev["objcgs_swapped"] >= 1 and ev["reparent_ops"] >= 1,
+              "no reparenting counted")
+        # free the objects: both sides return to the baseline
+        w.release()
+        w = None
+        time.sleep(2.5)
+        final = compare("/rep/parent")
+        assert_within_bound(final, "after freeing")
+        rows = rows_of(final, "/rep/parent")
+        check(abs(rows["slab"]["kernel"] - base) < 256 * 1024,
+              "kernel slab did not return: %d vs %d" % (
+                  rows["slab"]["kernel"], base))
+        check(rows["slab"]["shadow"] < 256 * 1024,
+              "shadow slab did not return: %d" % rows["slab"]["shadow"])
+        wait_for(lambda: shadow_cgroups().get(child, {}).get("state") == "freed",
+                 30, what="dead child's memcg freed (kernel and shadow)")
+    finally:
+        if w:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("rep")
+
+
+def test_task_moved_mid_workload():
+    insmod()
+    setup_tree("mv")
+    cg_mkdir("mv/a")
+    cg_mkdir("mv/b")
+    w = None
+    try:
+        w = Workload(["--quiet", "--migrate-to", cg_path("mv/b"), "--after",
+                      "8000", "dentry", "--count", "16000"], cgroup="mv/a")
+        time.sleep(2.5)
+        res = compare("/mv")
+        assert_within_bound(res, "migrated task")
+        a = rows_of(res, "/mv/a")["slab"]
+        b = rows_of(res, "/mv/b")["slab"]
+        for side in ("kernel", "shadow"):
+            check(a[side] > 5 * MIB and b[side] > 5 * MIB,
+                  "%s: a=%d b=%d, both halves expected" % (side, a[side],
+                                                           b[side]))
+        ka = kmem_line(cg_id("mv/a"))
+        kb = kmem_line(cg_id("mv/b"))
+        check(abs(ka["objects"] - kb["objects"]) < 0.2 * ka["objects"],
+              "objects a=%d b=%d" % (ka["objects"], kb["objects"]))
+    finally:
+        if w:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("mv")
+
+
+def test_preload_objects_freed_after_load():
+    setup_tree("pre")
+    cg_mkdir("pre/x")
+    sh([KMEMLOAD, "--quiet", "--cgroup", cg_path("pre/x"), "--keep-files",
+        "--dir", "/mnt/pre", "dentry", "--count", "5000"])
+    insmod()
+    try:
+        before = read_kv("stats")["untracked_frees"]
+        sh("rm -rf /mnt/pre")
+        drop_caches()
+        after = read_kv("stats")["untracked_frees"]
+        check(after - before >= 5000,
+              "untracked frees rose by %d, expected >= 5000" % (after - before))
+        for r in read_records("kmem"):
+            for key in ("objects", "slab_reclaimable", "slab_unreclaimable",
+                        "kernel_stack"):
+                check(int(r[key]) >= 0, "negative %s: %s" % (key, r))
+        res = compare("/pre", include_all=True)
+        check(all(r["status"] == "pre-load" for r in res["rows"]),
+              "pre-load cgroup not marked as such")
+        check(not res["failed"], "pre-load rows must not fail")
+        p = subprocess.run([os.path.join("scripts", "objcg-shadow"), "compare",
+                            "--json"], capture_output=True, text=True)
+        check(p.returncode in (0, 1), "compare crashed: %s" % p.stderr)
+        check(json.loads(p.stdout)["health"]["untracked_frees"] >= 5000,
+              "compare does not show untracked frees")
+    finally:
+        sh("rm -rf /mnt/pre", check_rc=False)
+        ensure_unloaded()
+        cg_rmdir_tree("pre")
+
+
+def test_full_object_map_is_counted_not_silent():
+    insmod("objmap_bits=8")
+    setup_tree("full")
+    cg_mkdir("full/x")
+    w = None
+    try:
+        w = Workload(["--quiet", "dentry", "--count", "20000"],
+                     cgroup="full/x")
+        ev = read_kv("stats")
+        check(ev["dropped_objects_map_full"] > 1000,
+              "drops not counted: %s" % ev["dropped_objects_map_full"])
+        check(ev["objmap_live"] <= ev["objmap_capacity"], "map overfilled")
+        res = compare("/full")
+        check(res["health"]["dropped_objects_map_full"] > 1000,
+              "compare hides the drops")
+        check(res["failed"], "compare passed although objects were dropped")
+    finally:
+        if w:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("full")
+
+
+if __name__ == "__main__":
+    ensure_unloaded()
+    sys.exit(run_tests(globals()))
