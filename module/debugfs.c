@@ -128,6 +128,8 @@ int osh_debugfs_init(void)
 			    &osh_snapshot_fops);
 	debugfs_create_file("designs", 0444, dir, osh_kmem_dump_designs,
 			    &osh_snapshot_fops);
+	debugfs_create_file("observed", 0444, dir, osh_observed_dump,
+			    &osh_snapshot_fops);
 	debugfs_create_file("objects", 0444, dir, osh_kmem_dump_objects,
 			    &osh_snapshot_fops);
 	return 0;

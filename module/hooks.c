@@ -41,6 +41,10 @@ struct osh_events {
 	unsigned long kmem_alloc_accounted;
 	unsigned long kmem_alloc_failed;	/* NULL object */
 	unsigned long memcg_online_failed;	/* css_online returned error */
+	unsigned long observed_charge_ops;	/* memcg_account_kmem(+n) */
+	unsigned long observed_charge_pages;
+	unsigned long observed_uncharge_ops;	/* memcg_account_kmem(-n) */
+	unsigned long observed_uncharge_pages;
 };
 
 static DEFINE_PER_CPU(struct osh_events, osh_events);
@@ -142,6 +146,7 @@ static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
 	id = osh_css_id(css);
 	rcu_read_unlock();
 	osh_memcg_attach(&osh_tree, id, nr);
+	osh_kmem_task_attached(task, threadgroup);
 }
 
 /* --- sched tracepoints -------------------------------------------------- */
@@ -156,6 +161,7 @@ static void osh_tp_sched_process_fork(void *data, struct task_struct *parent,
 static void osh_tp_sched_process_task(void *data, struct task_struct *p)
 {
 	osh_hit(data);
+	osh_kmem_task_gone(p);
 }
 
 /* --- memcg lifecycle kprobes ------------------------------------------ */
@@ -283,42 +289,34 @@ static int osh_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
 	return 0;
 }
 
-struct osh_bulk_call {
-	struct kmem_cache *s;
-	gfp_t gfp;
-	void **objs;
-};
-
-static int osh_alloc_bulk_entry(struct kretprobe_instance *ri,
-				struct pt_regs *regs)
-{
-	struct osh_bulk_call *call = (void *)ri->data;
-
-	call->s = (struct kmem_cache *)osh_regs_arg(regs, 0);
-	call->gfp = osh_regs_arg(regs, 1);
-	call->objs = (void **)osh_regs_arg(regs, 3);
-	return 0;
-}
-
-static int osh_alloc_bulk_ret(struct kretprobe_instance *ri,
-			      struct pt_regs *regs)
-{
-	struct osh_bulk_call *call = (void *)ri->data;
-	long i, nr = regs_return_value(regs);
-
-	osh_hit(container_of(get_kretprobe(ri), struct osh_hook, krp));
-	for (i = 0; i < nr; i++)
-		osh_kmem_slab_alloc(call->objs[i], call->s, call->gfp);
-	return 0;
-}
-
 /*
  * mem_cgroup_attach() gets a cgroup_taskset, whose layout is private to
  * kernel/cgroup; per-task attach counts come from cgroup_attach_task.
+ * The observed-only hooks below count their hits the same way.
  */
 static int osh_kp_count(struct kprobe *kp, struct pt_regs *regs)
 {
 	osh_hit(osh_kprobe_hook(kp));
+	return 0;
+}
+
+/*
+ * The kernel's own stock behaviour, for the fidelity check of the design
+ * that matches it: memcg_account_kmem() is where 6.1 charges (n > 0) and
+ * uncharges (n < 0) kmem pages, whether through the obj stock or not.
+ */
+static int osh_kp_account_kmem(struct kprobe *kp, struct pt_regs *regs)
+{
+	long nr = (int)osh_regs_arg(regs, 1);
+
+	osh_hit(osh_kprobe_hook(kp));
+	if (nr > 0) {
+		OSH_EVENT_INC(observed_charge_ops);
+		this_cpu_add(osh_events.observed_charge_pages, nr);
+	} else if (nr < 0) {
+		OSH_EVENT_INC(observed_uncharge_ops);
+		this_cpu_add(osh_events.observed_uncharge_pages, -nr);
+	}
 	return 0;
 }
 
@@ -357,9 +355,21 @@ static struct osh_hook osh_hooks[] = {
 		osh_charge_page_ret, sizeof(struct osh_page_call), true),
 	OSH_KP(__memcg_kmem_uncharge_page, osh_kp_uncharge_page, true),
 	OSH_KP(uncharge_folio, osh_kp_uncharge_folio, true),
+	/*
+	 * No kretprobe on kmem_cache_alloc_bulk(): it is hot (maple tree
+	 * preallocation) and unregistering a kretprobe there under load
+	 * soft-locked CPUs at its entry in our tests.  Accounted bulk
+	 * allocations are not covered.
+	 */
 	OSH_KP(kmem_cache_free_bulk, osh_kp_free_bulk, false),
-	OSH_KRP(kmem_cache_alloc_bulk, osh_alloc_bulk_entry, osh_alloc_bulk_ret,
-		sizeof(struct osh_bulk_call), false),
+	/* observed only: the running kernel's stock operations */
+	OSH_KP(drain_obj_stock, osh_kp_count, false),
+	OSH_KP(drain_local_stock, osh_kp_count, false),
+	OSH_KP(refill_obj_stock, osh_kp_count, false),
+	OSH_KP(obj_cgroup_charge, osh_kp_count, false),
+	OSH_KP(obj_cgroup_uncharge, osh_kp_count, false),
+	OSH_KP(mod_objcg_state, osh_kp_count, false),
+	OSH_KP(memcg_account_kmem, osh_kp_account_kmem, false),
 };
 
 /* The build fails if a probe's prototype differs from the kernel's. */
@@ -558,8 +568,57 @@ void osh_events_dump(struct osh_buf *ob)
 		sum.kmem_alloc_accounted += ev->kmem_alloc_accounted;
 		sum.kmem_alloc_failed += ev->kmem_alloc_failed;
 		sum.memcg_online_failed += ev->memcg_online_failed;
+		sum.observed_charge_ops += ev->observed_charge_ops;
+		sum.observed_charge_pages += ev->observed_charge_pages;
+		sum.observed_uncharge_ops += ev->observed_uncharge_ops;
+		sum.observed_uncharge_pages += ev->observed_uncharge_pages;
 	}
 	osh_buf_printf(ob, "kmem_alloc_accounted=%lu\n", sum.kmem_alloc_accounted);
 	osh_buf_printf(ob, "kmem_alloc_failed=%lu\n", sum.kmem_alloc_failed);
 	osh_buf_printf(ob, "memcg_online_failed=%lu\n", sum.memcg_online_failed);
+}
+
+static unsigned long osh_hook_hits(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++)
+		if (!strcmp(osh_hooks[i].name, name))
+			return osh_hooks[i].attached ?
+			       osh_sum_percpu(osh_hooks[i].hits) : 0;
+	return 0;
+}
+
+/**
+ * osh_observed_dump() - the running kernel's own stock operations
+ * @ob: output
+ *
+ * One line, the "observed" column that the design matching the running
+ * kernel must reproduce.  Absent hooks read 0 and are listed in hooks.
+ */
+void osh_observed_dump(struct osh_buf *ob)
+{
+	struct osh_events sum = {};
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		const struct osh_events *ev = per_cpu_ptr(&osh_events, cpu);
+
+		sum.observed_charge_ops += ev->observed_charge_ops;
+		sum.observed_charge_pages += ev->observed_charge_pages;
+		sum.observed_uncharge_ops += ev->observed_uncharge_ops;
+		sum.observed_uncharge_pages += ev->observed_uncharge_pages;
+	}
+	osh_buf_printf(ob, "design=observed drain_obj_stock=%lu drain_local_stock=%lu",
+		       osh_hook_hits("drain_obj_stock"),
+		       osh_hook_hits("drain_local_stock"));
+	osh_buf_printf(ob, " refill_obj_stock=%lu obj_cgroup_charge=%lu obj_cgroup_uncharge=%lu",
+		       osh_hook_hits("refill_obj_stock"),
+		       osh_hook_hits("obj_cgroup_charge"),
+		       osh_hook_hits("obj_cgroup_uncharge"));
+	osh_buf_printf(ob, " mod_objcg_state=%lu charge_ops=%lu charge_pages=%lu",
+		       osh_hook_hits("mod_objcg_state"),
+		       sum.observed_charge_ops, sum.observed_charge_pages);
+	osh_buf_printf(ob, " uncharge_ops=%lu uncharge_pages=%lu\n",
+		       sum.observed_uncharge_ops, sum.observed_uncharge_pages);
 }

@@ -22,6 +22,12 @@ struct osh_acct osh_acct;
 static struct osh_cpu_ctx __percpu *osh_ctx;
 static bool osh_kmem_ready;
 
+/* task_struct pointer -> struct osh_task *, for the task-cache designs */
+static struct osh_objmap osh_taskmap;
+static atomic_long_t osh_task_alloc_failed;	/* task falls back to root */
+static atomic_long_t osh_task_states;
+static bool osh_any_task_cache;
+
 /* Per-CPU counts of events the glue handled or could not account. */
 struct osh_kmem_events {
 	unsigned long not_ready;	/* before the load-time walk finished */
@@ -32,6 +38,7 @@ struct osh_kmem_events {
 	unsigned long attr_mismatch;	/* kernel charged another memcg */
 	unsigned long kernel_only;	/* kernel charged, shadow did not */
 	unsigned long shadow_only;	/* shadow charged, kernel did not */
+	unsigned long task_lazy;	/* task state created at first use */
 };
 
 static DEFINE_PER_CPU(struct osh_kmem_events, osh_kmem_events);
@@ -89,6 +96,70 @@ static struct osh_memcg *osh_current_shadow(struct mem_cgroup **kmemcg)
 	return shadow;
 }
 
+/* The task's current shadow memcg, re-read at each refresh attempt. */
+static struct osh_memcg *osh_current_task_memcg(void *unused)
+{
+	struct mem_cgroup *memcg = mem_cgroup_from_task(current);
+
+	return osh_memcg_lookup(&osh_tree, cgroup_id(memcg->css.cgroup));
+}
+
+static struct osh_task *osh_task_lookup(struct task_struct *p)
+{
+	struct osh_task **slot = osh_objmap_peek(&osh_taskmap, (unsigned long)p);
+
+	return slot ? READ_ONCE(*slot) : NULL;
+}
+
+static struct osh_task *osh_task_create(struct task_struct *p)
+{
+	struct osh_task *state = osh_task_alloc(&osh_acct,
+						GFP_ATOMIC | __GFP_NOWARN);
+	struct osh_task *stale;
+	bool had_stale;
+
+	if (!state) {
+		atomic_long_inc(&osh_task_alloc_failed);
+		return NULL;
+	}
+	if (!osh_objmap_insert(&osh_taskmap, (unsigned long)p, &state, &stale,
+			       &had_stale)) {
+		atomic_long_inc(&osh_task_alloc_failed);
+		osh_task_free(state);
+		state = NULL;
+	} else {
+		atomic_long_inc(&osh_task_states);
+	}
+	/* a task_struct reused before we saw its exit */
+	if (had_stale) {
+		osh_task_release(&osh_acct, stale);
+		atomic_long_dec(&osh_task_states);
+	}
+	return state;
+}
+
+/*
+ * Whether the current allocation goes through the task's cache, and the
+ * cache: not for remote charging (active_memcg) nor outside task context,
+ * which look the memcg up as 6.1 does.
+ */
+static bool osh_current_task_state(struct osh_task **state)
+{
+	*state = NULL;
+	if (!osh_any_task_cache || !in_task() ||
+	    READ_ONCE(current->active_memcg) || !current->mm ||
+	    (current->flags & PF_KTHREAD))
+		return false;
+	*state = osh_task_lookup(current);
+	if (!*state) {
+		/* tasks that existed at load get their state at first use */
+		*state = osh_task_create(current);
+		if (*state)
+			OSH_KEV_INC(task_lazy);
+	}
+	return true;
+}
+
 /* The memcg 6.1 charges: nearest online ancestor-or-self below the root. */
 static u64 osh_expected_charge_id(struct osh_memcg *shadow)
 {
@@ -128,12 +199,14 @@ static void osh_check_attribution(struct obj_cgroup *kobjcg,
  */
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 {
+	struct osh_objcg *picked[OSH_MAX_DESIGNS];
 	const struct osh_slub_cache_prefix *l;
 	struct mem_cgroup *kmemcg;
 	struct osh_cpu_ctx *ctx;
 	struct osh_memcg *shadow;
+	struct osh_task *state;
 	unsigned long flags;
-	bool accounted;
+	bool accounted, use_cache;
 
 	if (unlikely(!ptr) || !memcg_kmem_enabled())
 		return;
@@ -160,14 +233,19 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 		OSH_KEV_INC(not_ready);
 		return;
 	}
+	/* before entering: creating task state allocates */
+	use_cache = osh_current_task_state(&state);
 	ctx = osh_enter(&flags);
 	if (!ctx)
 		return;
 	rcu_read_lock();
 	shadow = osh_current_shadow(&kmemcg);
 	osh_check_attribution(osh_kernel_obj_objcg(ptr, s), shadow);
-	if (shadow)
-		osh_acct_slab_alloc(&osh_acct, ctx, shadow, NULL,
+	if (shadow &&
+	    osh_acct_pick_all(&osh_acct, ctx, shadow, state,
+			      use_cache ? osh_current_task_memcg : NULL, NULL,
+			      picked))
+		osh_acct_slab_alloc(&osh_acct, ctx, shadow, picked,
 				    (unsigned long)ptr, osh_obj_full_size(s),
 				    page_to_nid(virt_to_page(ptr)),
 				    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
@@ -218,24 +296,32 @@ void osh_kmem_slab_free(const void *ptr)
  */
 void osh_kmem_page_charged(struct page *page, unsigned int order)
 {
+	struct osh_objcg *picked[OSH_MAX_DESIGNS];
 	struct mem_cgroup *kmemcg;
 	struct osh_cpu_ctx *ctx;
 	struct osh_memcg *shadow;
+	struct osh_task *state;
 	unsigned long flags;
+	bool use_cache;
 
 	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
 		OSH_KEV_INC(not_ready);
 		return;
 	}
+	use_cache = osh_current_task_state(&state);
 	ctx = osh_enter(&flags);
 	if (!ctx)
 		return;
 	rcu_read_lock();
 	shadow = osh_current_shadow(&kmemcg);
 	osh_check_attribution(osh_kernel_page_objcg(page), shadow);
-	if (shadow)
-		osh_acct_page_alloc(&osh_acct, ctx, shadow, (unsigned long)page,
-				    1U << order, page_to_nid(page));
+	if (shadow &&
+	    osh_acct_pick_all(&osh_acct, ctx, shadow, state,
+			      use_cache ? osh_current_task_memcg : NULL, NULL,
+			      picked))
+		osh_acct_page_alloc(&osh_acct, ctx, shadow, picked,
+				    (unsigned long)page, 1U << order,
+				    page_to_nid(page));
 	rcu_read_unlock();
 	osh_leave(ctx, flags);
 }
@@ -277,6 +363,53 @@ void osh_kmem_task_forked(struct task_struct *child)
 	for (i = 0; i < n; i++)
 		osh_acct_mark_page(&osh_acct, (unsigned long)pages[i],
 				   OSH_OBJINFO_STACK);
+	/* mem_cgroup_fork(): eager, flagged for a refresh; none for kthreads */
+	if (osh_any_task_cache && !(child->flags & PF_KTHREAD))
+		osh_task_create(child);
+}
+
+/**
+ * osh_kmem_task_gone() - mem_cgroup_exit(): drop the task's state
+ * @p: the exiting (or freed) task
+ *
+ * Context: sched_process_exit (the task itself) or sched_process_free.
+ */
+void osh_kmem_task_gone(struct task_struct *p)
+{
+	struct osh_task *state;
+
+	if (!osh_objmap_remove(&osh_taskmap, (unsigned long)p, &state))
+		return;
+	osh_task_release(&osh_acct, state);
+	atomic_long_dec(&osh_task_states);
+}
+
+/**
+ * osh_kmem_task_attached() - attach: flag the task's caches for refresh
+ * @leader: the task moved, or the leader of the thread group moved
+ * @threadgroup: the whole thread group moved
+ *
+ * Context: cgroup_attach_task tracepoint.
+ */
+void osh_kmem_task_attached(struct task_struct *leader, bool threadgroup)
+{
+	struct task_struct *t;
+
+	rcu_read_lock();
+	if (threadgroup) {
+		for_each_thread(leader, t) {
+			struct osh_task *state = osh_task_lookup(t);
+
+			if (state)
+				osh_task_mark_update(&osh_acct, state);
+		}
+	} else {
+		struct osh_task *state = osh_task_lookup(leader);
+
+		if (state)
+			osh_task_mark_update(&osh_acct, state);
+	}
+	rcu_read_unlock();
 }
 
 /**
@@ -339,6 +472,7 @@ static void osh_vfree(void *p)
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		  unsigned int objmap_bits, unsigned int pagemap_bits)
 {
+	unsigned int d;
 	int cpu, err;
 
 	if (nr_node_ids > OSH_MAX_NODES) {
@@ -356,7 +490,17 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		free_percpu(osh_ctx);
 		return err;
 	}
+	err = osh_objmap_init(&osh_taskmap, 12, sizeof(struct osh_task *),
+			      osh_vzalloc);
+	if (err) {
+		osh_objmap_destroy(&osh_taskmap, osh_vfree);
+		osh_acct_destroy(&osh_acct, osh_vfree);
+		free_percpu(osh_ctx);
+		return err;
+	}
 	osh_acct.cpu_ctx = osh_ctx_of;
+	for (d = 0; d < nr_designs; d++)
+		osh_any_task_cache |= designs[d].task_cache != OSH_TASK_CACHE_NONE;
 	for_each_possible_cpu(cpu)
 		osh_acct_cpu_init(&osh_acct, per_cpu_ptr(osh_ctx, cpu), cpu,
 				  cpu_to_node(cpu));
@@ -371,6 +515,11 @@ void osh_kmem_start(void)
 	WRITE_ONCE(osh_kmem_ready, true);
 }
 
+static void osh_release_task_entry(unsigned long key, void *val, void *arg)
+{
+	osh_task_release(&osh_acct, *(struct osh_task **)val);
+}
+
 /**
  * osh_kmem_stop() - drop every reference; hooks must be detached
  *
@@ -381,6 +530,7 @@ void osh_kmem_stop(void)
 	int cpu;
 
 	WRITE_ONCE(osh_kmem_ready, false);
+	osh_objmap_for_each(&osh_taskmap, osh_release_task_entry, NULL);
 	for_each_possible_cpu(cpu)
 		osh_acct_drain_cpu(&osh_acct, per_cpu_ptr(osh_ctx, cpu));
 	osh_acct_teardown(&osh_acct, &osh_tree);
@@ -391,6 +541,7 @@ void osh_kmem_stop(void)
  */
 void osh_kmem_exit(void)
 {
+	osh_objmap_destroy(&osh_taskmap, osh_vfree);
 	osh_acct_destroy(&osh_acct, osh_vfree);
 	free_percpu(osh_ctx);
 	osh_ctx = NULL;
@@ -421,6 +572,9 @@ void osh_kmem_dump_events(struct osh_buf *ob)
 		       sum.unknown_memcg, sum.attr_checked);
 	osh_buf_printf(ob, "attribution_mismatch=%lu\nkernel_only=%lu\nshadow_only=%lu\n",
 		       sum.attr_mismatch, sum.kernel_only, sum.shadow_only);
+	osh_buf_printf(ob, "task_states=%ld\ntask_states_lazy=%lu\ntask_state_alloc_failed=%ld\n",
+		       atomic_long_read(&osh_task_states), sum.task_lazy,
+		       atomic_long_read(&osh_task_alloc_failed));
 	osh_acct_dump_events(&osh_acct, ob);
 }
 

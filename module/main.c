@@ -17,7 +17,7 @@
 struct osh_memcg_tree osh_tree;
 
 static unsigned int osh_keep_freed = 256;
-static char osh_designs_param[256] = "v6.1";
+static char osh_designs_param[256] = "v6.1,v6.7,v7.1,pernode";
 static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
 static unsigned int osh_objmap_bits = 17;
@@ -98,7 +98,7 @@ MODULE_PARM_DESC(keep_freed,
 		 "freed memcg records kept for display in debugfs (0..65536, default 256)");
 module_param_cb(designs, &osh_designs_ops, &osh_designs_kps, 0444);
 MODULE_PARM_DESC(designs,
-		 "comma list of accounting designs run side by side (default v6.1)");
+		 "comma list of accounting designs run side by side (default v6.1,v6.7,v7.1,pernode)");
 module_param_cb(objmap_bits, &osh_objmap_bits_ops, &osh_objmap_bits, 0444);
 MODULE_PARM_DESC(objmap_bits,
 		 "log2 of object map buckets of 8 objects (8..24, default 17)");

@@ -27,6 +27,8 @@ void osh_kmem_slab_free(const void *ptr);
 void osh_kmem_page_charged(struct page *page, unsigned int order);
 void osh_kmem_page_uncharging(struct page *page);
 void osh_kmem_task_forked(struct task_struct *child);
+void osh_kmem_task_gone(struct task_struct *p);
+void osh_kmem_task_attached(struct task_struct *leader, bool threadgroup);
 void osh_kmem_memcg_online(struct osh_memcg *memcg, gfp_t gfp);
 void osh_kmem_memcg_offline(u64 id);
 void osh_kmem_memcg_freed(u64 id);
@@ -40,6 +42,7 @@ void osh_hooks_detach(void);
 struct osh_buf;
 void osh_hooks_dump(struct osh_buf *ob);
 void osh_events_dump(struct osh_buf *ob);
+void osh_observed_dump(struct osh_buf *ob);
 
 int osh_discover_memcgs(void);
 void osh_memcg_seen_online(struct cgroup_subsys_state *css, bool discovered,

@@ -111,6 +111,7 @@ struct osh_dcounters {
 	unsigned long task_refresh;	/* task cache refreshed */
 	unsigned long task_retry;	/* refresh retried: attach raced */
 	unsigned long task_root_fallback; /* no task state: root objcg used */
+	unsigned long stock_takes;	/* slot (re)assigned: drain_obj_stock() */
 	unsigned long page_allocs;	/* page-level kmem charges */
 	unsigned long page_frees;
 };
@@ -123,6 +124,7 @@ struct osh_cpu_ctx {
 	int node;			/* this CPU's NUMA node */
 	unsigned int depth;		/* recursion guard */
 	unsigned long recursion;	/* events dropped: handler re-entered */
+	unsigned long drain_req[OSH_MAX_DESIGNS]; /* set remotely at offline */
 	struct osh_stock stock[OSH_MAX_DESIGNS];
 	struct osh_dcounters cnt[OSH_MAX_DESIGNS];
 };
@@ -144,6 +146,24 @@ enum osh_acct_event {
 	OSH_EV_RELEASE_UNCHARGED_PAGES,	/* pages uncharged at objcg release */
 	OSH_NR_ACCT_EVENTS,
 };
+
+/*
+ * Per-task shadow state of the task-cache designs, kept outside
+ * task_struct.  word[d] is a tagged pointer, bit 0 the update flag set by
+ * attach: for OSH_TASK_CACHE_SINGLE the cached objcg (v6.7), for
+ * OSH_TASK_CACHE_PERNODE the per-node array (nodes[] below).  Only the
+ * task itself refreshes it; attachers only set the flag.
+ */
+#define OSH_TASK_UPDATE		1UL
+
+struct osh_task {
+	unsigned long word[OSH_MAX_DESIGNS];
+	struct rcu_head rcu;
+	struct osh_objcg *nodes[];	/* nr_nodes per PERNODE design */
+};
+
+/* Re-read the memcg of the task at every refresh attempt (it may move). */
+typedef struct osh_memcg *(*osh_task_memcg_fn)(void *arg);
 
 struct osh_objinfo {
 	u32 size;			/* bytes charged (obj_full_size) */
@@ -167,7 +187,13 @@ struct osh_acct {
 	struct osh_objmap pagemap;	/* kmem pages, keyed by struct page */
 	struct osh_cpu_ctx *(*cpu_ctx)(struct osh_acct *acct, int cpu);
 	atomic_long_t events[OSH_NR_ACCT_EVENTS];
+	/* per design: reparenting cost with and without the objcg indirection */
+	atomic_long_t objcgs_swapped[OSH_MAX_DESIGNS];
+	atomic_long_t objects_repointed[OSH_MAX_DESIGNS];
 	bool tearing_down;		/* objects are being forgotten */
+	/* where each PERNODE design's array starts in osh_task.nodes[] */
+	unsigned int task_nodes_off[OSH_MAX_DESIGNS];
+	unsigned int task_nodes_total;
 };
 
 static inline size_t osh_objinfo_size(const struct osh_acct *acct)
@@ -202,9 +228,21 @@ struct osh_objcg *osh_objcg_tryget_active(struct osh_acct *acct,
 struct osh_objcg *osh_acct_pick_objcg(struct osh_acct *acct, unsigned int d,
 				      struct osh_cpu_ctx *ctx,
 				      struct osh_memcg *memcg);
+struct osh_objcg *osh_acct_task_objcg(struct osh_acct *acct, unsigned int d,
+				      struct osh_cpu_ctx *ctx,
+				      struct osh_task *task,
+				      osh_task_memcg_fn task_memcg, void *arg);
+struct osh_task *osh_task_alloc(struct osh_acct *acct, gfp_t gfp);
+void osh_task_mark_update(struct osh_acct *acct, struct osh_task *task);
+void osh_task_release(struct osh_acct *acct, struct osh_task *task);
+void osh_task_free(struct osh_task *task);
 void osh_objcg_get(struct osh_objcg *objcg);
 void osh_objcg_put(struct osh_objcg *objcg);
 
+int osh_acct_pick_all(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+		      struct osh_memcg *memcg, struct osh_task *task,
+		      osh_task_memcg_fn task_memcg, void *arg,
+		      struct osh_objcg **picked);
 int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			struct osh_memcg *memcg, struct osh_objcg **picked,
 			unsigned long ptr, unsigned int size, int node,
@@ -212,8 +250,8 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 bool osh_acct_slab_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long ptr);
 int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
-			struct osh_memcg *memcg, unsigned long page,
-			unsigned int nr_pages, int node);
+			struct osh_memcg *memcg, struct osh_objcg **picked,
+			unsigned long page, unsigned int nr_pages, int node);
 bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long page);
 bool osh_acct_mark_page(struct osh_acct *acct, unsigned long page,

@@ -219,6 +219,45 @@ int osh_acct_memcg_online(struct osh_acct *acct, struct osh_memcg *memcg,
 	return err;
 }
 
+static bool osh_objcg_of(struct osh_acct *acct, unsigned int d,
+			 struct osh_mdesign *md, const struct osh_objcg *objcg)
+{
+	struct osh_objcg *iter;
+	unsigned int i;
+
+	for (i = 0; i < osh_nr_objcgs(acct, d); i++)
+		if (md->objcg[i] == objcg)
+			return true;
+	list_for_each_entry(iter, &md->objcg_list, list)
+		if (iter == objcg)
+			return true;
+	return false;
+}
+
+/*
+ * drain_all_stock(memcg) at offline: ask every CPU whose stock caches one
+ * of the memcg's objcgs to drain it.  Pointers are only compared, never
+ * dereferenced.  Caller holds objcg_lock.
+ */
+static void osh_request_drains(struct osh_acct *acct, unsigned int d,
+			       struct osh_mdesign *md)
+{
+	unsigned int cpu, i;
+
+	for (cpu = 0; cpu < acct->nr_cpus; cpu++) {
+		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, cpu);
+
+		for (i = 0; ctx && i < OSH_STOCK_MAX_SLOTS; i++) {
+			struct osh_objcg *cached = READ_ONCE(ctx->stock[d].slot[i].objcg);
+
+			if (cached && osh_objcg_of(acct, d, md, cached)) {
+				WRITE_ONCE(ctx->drain_req[d], 1);
+				break;
+			}
+		}
+	}
+}
+
 /**
  * osh_acct_memcg_offline() - memcg_reparent_objcgs(), for every design
  * @acct: accounting state
@@ -250,6 +289,7 @@ void osh_acct_memcg_offline(struct osh_acct *acct, struct osh_memcg *memcg)
 			continue;
 		}
 		spin_lock_irqsave(&acct->objcg_lock, flags);
+		osh_request_drains(acct, d, md);
 		for (i = 0; i < osh_nr_objcgs(acct, d); i++) {
 			struct osh_objcg *objcg = md->objcg[i];
 
@@ -273,6 +313,8 @@ void osh_acct_memcg_offline(struct osh_acct *acct, struct osh_memcg *memcg)
 		osh_event(acct, OSH_EV_REPARENT_OPS, 1);
 		osh_event(acct, OSH_EV_OBJCGS_SWAPPED, swapped);
 		osh_event(acct, OSH_EV_OBJECTS_REPOINTED, objects);
+		atomic_long_add(swapped, &acct->objcgs_swapped[d]);
+		atomic_long_add(objects, &acct->objects_repointed[d]);
 		/* the swapped objcgs' references on this memcg */
 		while (swapped--)
 			osh_memcg_put(memcg);
@@ -559,6 +601,7 @@ static void osh_page_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
  * @acct: accounting state
  * @ctx: this CPU's context
  * @memcg: the memcg the kernel would charge
+ * @picked: objcg per design (references are taken over), or NULL
  * @page: key of the page (its struct page address)
  * @nr_pages: 1 << order
  * @node: node of the page
@@ -566,8 +609,8 @@ static void osh_page_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
  * Return: 0, -ENOENT (root: nothing charged), -ENOSPC (map full, counted).
  */
 int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
-			struct osh_memcg *memcg, unsigned long page,
-			unsigned int nr_pages, int node)
+			struct osh_memcg *memcg, struct osh_objcg **picked,
+			unsigned long page, unsigned int nr_pages, int node)
 {
 	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
 	unsigned long stale_raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
@@ -578,7 +621,8 @@ int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	info->size = nr_pages;
 	info->node = node;
 	for (d = 0; d < acct->nr_designs; d++) {
-		info->objcg[d] = osh_acct_pick_objcg(acct, d, ctx, memcg);
+		info->objcg[d] = picked ? picked[d] :
+				 osh_acct_pick_objcg(acct, d, ctx, memcg);
 		any |= !!info->objcg[d];
 	}
 	if (!any)
@@ -686,6 +730,12 @@ int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 	spin_lock_init(&acct->objcg_lock);
 	for (i = 0; i < OSH_NR_ACCT_EVENTS; i++)
 		atomic_long_set(&acct->events[i], 0);
+	for (i = 0; i < nr_designs; i++) {
+		if (designs[i].task_cache != OSH_TASK_CACHE_PERNODE)
+			continue;
+		acct->task_nodes_off[i] = acct->task_nodes_total;
+		acct->task_nodes_total += nr_nodes;
+	}
 	if (osh_objmap_init(&acct->objmap, objmap_bits, osh_objinfo_size(acct),
 			    alloc) ||
 	    osh_objmap_init(&acct->pagemap, pagemap_bits,

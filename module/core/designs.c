@@ -174,6 +174,7 @@ static const struct {
 	OSH_DCOUNTER(task_refresh), OSH_DCOUNTER(task_retry),
 	OSH_DCOUNTER(task_root_fallback),
 	OSH_DCOUNTER(page_allocs), OSH_DCOUNTER(page_frees),
+	OSH_DCOUNTER(stock_takes),
 };
 
 /**
@@ -200,7 +201,9 @@ void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob)
 			osh_buf_printf(ob, " %s=%lu", osh_dcounter_fields[i].name,
 				       *(unsigned long *)((char *)&sum +
 					osh_dcounter_fields[i].offset));
-		osh_buf_printf(ob, "\n");
+		osh_buf_printf(ob, " objcgs_swapped=%ld objects_repointed=%ld\n",
+			       atomic_long_read(&acct->objcgs_swapped[d]),
+			       atomic_long_read(&acct->objects_repointed[d]));
 	}
 }
 

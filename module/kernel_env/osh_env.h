@@ -23,5 +23,6 @@
 #include <linux/hash.h>
 #include <linux/percpu.h>
 #include <linux/smp.h>
+#include <linux/bitops.h>
 
 #endif /* OBJCG_SHADOW_ENV_H */

@@ -121,6 +121,11 @@ typedef struct { long counter; } atomic_long_t;
 	__old;								\
 })
 #define xchg(p, v)	__atomic_exchange_n((p), (v), __ATOMIC_SEQ_CST)
+#define try_cmpxchg(p, oldp, new)					\
+	__atomic_compare_exchange_n((p), (oldp), (new), false,		\
+				    __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)
+#define set_bit(nr, addr)						\
+	((void)__atomic_fetch_or((addr), 1UL << (nr), __ATOMIC_SEQ_CST))
 
 typedef struct { int refs; } refcount_t;
 #define refcount_set(r, n)	__atomic_store_n(&(r)->refs, (n), __ATOMIC_RELAXED)

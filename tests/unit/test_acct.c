@@ -192,8 +192,8 @@ static void test_pages_and_stacks(void)
 
 	fx_setup("v6.1");
 	m = fx_memcg(10, 1, 1);
-	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, 0xa000, 4, 1), 0);
-	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, 0xb000, 1, 0), 0);
+	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, NULL, 0xa000, 4, 1), 0);
+	CHECK_EQ(osh_acct_page_alloc(&fx.acct, fx_cpu(0), m, NULL, 0xb000, 1, 0), 0);
 	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 5);
 	CHECK(osh_acct_mark_page(&fx.acct, 0xa000, OSH_OBJINFO_STACK));
 	CHECK(!osh_acct_mark_page(&fx.acct, 0xa000, OSH_OBJINFO_STACK));
