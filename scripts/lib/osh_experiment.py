@@ -1,0 +1,96 @@
+# SPDX-License-Identifier: GPL-2.0
+"""objcg-shadow experiment NAME: run a named workload in the guest with
+every design loaded, print the side-by-side table and write a PNG plot."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import osh_designs
+import osh_vm
+
+REPO = Path(__file__).resolve().parents[2]
+DESIGNS = "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey"
+NAMES = ("switch", "memcgs", "reparent", "crossnode")
+
+PLOT_KEYS = [("drains", "drain_objcg"), ("charges", "charge_ops"),
+             ("uncharges", "uncharge_ops"), ("node flushes", "drain_node"),
+             ("remote objcg (cpu)", "remote_objcg_cpu"),
+             ("task refreshes", "task_refresh")]
+
+
+def plot(result: dict, path: Path) -> bool:
+    osh_vm.ensure_packages(["python3-matplotlib"])
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        # the Debian package lands in the system python's path
+        sys.path.append("/usr/lib/python3/dist-packages")
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    d = result["delta"]["designs"]
+    names = list(d)
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        values = [osh_designs.per_k(d[name], key) for _l, key in PLOT_KEYS]
+        xs = [j + i * width for j in range(len(PLOT_KEYS))]
+        ax.bar(xs, values, width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(PLOT_KEYS))])
+    ax.set_xticklabels([label for label, _k in PLOT_KEYS])
+    ax.set_ylabel("per 1000 allocations")
+    ax.set_yscale("symlog", linthresh=1)
+    top = max([osh_designs.per_k(d[n], k) for n in names for _l, k in PLOT_KEYS]
+              + [1.0])
+    ax.set_ylim(0, top * 3)
+    ax.set_title("objcg_shadow experiment '%s': %s" % (
+        result["experiment"], result["workload"]), fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def report(result: dict, png: Path | None) -> str:
+    out = ["experiment %s: %s (%.1fs in the guest)" % (
+        result["experiment"], result["workload"], result["seconds"]),
+        osh_designs.table(result["delta"]),
+        osh_designs.agreement_text(result["agreement"])]
+    if png:
+        out.append("plot: %s" % png)
+    return "\n".join(out)
+
+
+def main(args) -> int:
+    if args.name not in NAMES:
+        print(f"objcg-shadow experiment: unknown experiment {args.name!r}; "
+              f"choose one of: {', '.join(NAMES)}", file=sys.stderr)
+        return 2
+    out = Path(args.out or REPO / "build" / "experiments").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir = out / f"{args.name}.run"
+    rc = osh_vm.run_vm(["python3", "scripts/lib/osh_experiment_guest.py",
+                        args.name, "--scale", str(args.scale),
+                        "--json", f"/run/osh/out/{args.name}.json"],
+                       params=f"designs={args.designs}", out=run_dir,
+                       timeout=args.timeout, build_first=args.build)
+    src = run_dir / f"{args.name}.json"
+    if rc or not src.exists():
+        print(f"objcg-shadow experiment: the guest run failed (status {rc}); "
+              f"see {run_dir}", file=sys.stderr)
+        return rc or 1
+    result = json.loads(src.read_text())
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+    png = out / f"{args.name}.png"
+    if not args.no_plot:
+        plot(result, png)
+    text = report(result, None if args.no_plot else png)
+    (out / f"{args.name}.txt").write_text(text + "\n")
+    print(text)
+    return 0

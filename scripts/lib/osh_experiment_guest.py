@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Experiments, guest side: set up the cgroup layout, snapshot per-design
+metrics, run the workload, snapshot again, write the delta as JSON.
+
+usage: osh_experiment_guest.py NAME [--json PATH]
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import osh_designs  # noqa: E402
+
+REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(HERE)))
+WL = os.path.join(REPO, "tests", "workloads")
+CG = "/sys/fs/cgroup"
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def mkcg(rel, children=False):
+    path = os.path.join(CG, rel)
+    os.makedirs(path, exist_ok=True)
+    if children:
+        write(os.path.join(path, "cgroup.subtree_control"), "+memory")
+    return path
+
+
+def run(cmd):
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def exp_switch(scale):
+    """Tasks of one memcg warm up on alternating nodes, then take turns on
+    CPU 0 while allocating: upstream's stress-ng switch regression shape."""
+    cg = mkcg("exp/switch")
+    run([os.path.join(WL, "switchload"), "--cgroup", cg, "--threads", "4",
+         "--warm", "200", "--rounds", str(int(1500 * scale)),
+         "--allocs", "4", "--cpu", "0"])
+    return "4 threads, warm-up on nodes 0/1, then %d token rounds on CPU 0, " \
+           "4 file allocations per turn" % int(1500 * scale)
+
+
+def exp_memcgs(scale):
+    """Tasks of two memcgs take turns on CPU 0: every turn switches the
+    objcg, so even the 6.1 stock drains; the fidelity workload."""
+    a, b = mkcg("exp/ma"), mkcg("exp/mb")
+    run([os.path.join(WL, "switchload"), "--cgroups", a + "," + b,
+         "--threads", "4", "--warm", "50", "--rounds", str(int(1500 * scale)),
+         "--allocs", "4", "--cpu", "0"])
+    return "4 processes in 2 memcgs taking %d token rounds on CPU 0, 4 " \
+           "file allocations per turn" % int(1500 * scale)
+
+
+def exp_reparent(scale):
+    """Short-lived child cgroups each leave dentries and inodes behind."""
+    mkcg("exp/rep", children=True)
+    os.makedirs("/mnt/rep", exist_ok=True)
+    n = int(40 * scale)
+    for i in range(n):
+        child = mkcg("exp/rep/c%d" % i)
+        run([os.path.join(WL, "kmemload"), "--quiet", "--cgroup", child,
+             "--keep-files", "--dir", "/mnt/rep/%d" % i, "dentry",
+             "--count", "300"])
+        os.rmdir(child)
+    return "%d child cgroups, each creating 300 files kept after rmdir" % n
+
+
+def exp_crossnode(scale):
+    """One task alternating between the nodes' CPUs while allocating."""
+    cg = mkcg("exp/cross")
+    run([os.path.join(WL, "kmemload"), "--quiet", "--cgroup", cg,
+         "--flip-nodes", "50", "dentry", "--count", str(int(4000 * scale))])
+    return "one task creating %d files, moving between node 0 and node 1 " \
+           "CPUs every 50 files" % int(4000 * scale)
+
+
+EXPERIMENTS = {"switch": exp_switch, "memcgs": exp_memcgs,
+               "reparent": exp_reparent,
+               "crossnode": exp_crossnode}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("name", choices=sorted(EXPERIMENTS))
+    ap.add_argument("--json")
+    ap.add_argument("--scale", type=float, default=1.0)
+    args = ap.parse_args()
+    write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
+    mkcg("exp", children=True)
+    before = osh_designs.snapshot()
+    t0 = time.monotonic()
+    what = EXPERIMENTS[args.name](args.scale)
+    seconds = time.monotonic() - t0
+    after = osh_designs.snapshot()
+    d = osh_designs.delta(before, after)
+    result = {"experiment": args.name, "workload": what,
+              "seconds": round(seconds, 1), "delta": d,
+              "agreement": osh_designs.agreement(d)}
+    print("[guest] %s: %s (%.1fs)" % (args.name, what, seconds), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    else:
+        print(osh_designs.table(d))
+        print(osh_designs.agreement_text(result["agreement"]))
+    shutil.rmtree("/mnt/rep", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""A/B designs in the guest: the switch regression shape, fidelity of the
+v6.1 design to the running kernel, and compare for every design."""
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
+from osh_guest import (Workload, cg_mkdir, cg_rmdir_tree, check,  # noqa: E402
+                       dmesg_mark, enable_memory, ensure_unloaded, insmod,
+                       module_loaded, read_kv, run_tests)
+import osh_compare  # noqa: E402
+import osh_designs  # noqa: E402
+import osh_experiment_guest as exp  # noqa: E402
+import osh_state  # noqa: E402
+
+ALL = "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey"
+
+
+def measure(fn, *args):
+    before = osh_designs.snapshot()
+    fn(*args)
+    return osh_designs.delta(before, osh_designs.snapshot())
+
+
+def setup():
+    cg_rmdir_tree("exp")
+    enable_memory("/")
+    exp.mkcg("exp", children=True)
+
+
+def drains(d, name):
+    return d["designs"][name]["drain_objcg"]
+
+
+def test_switch_drains_v71_vs_pernode():
+    insmod("designs=" + ALL)
+    try:
+        setup()
+        d = measure(exp.exp_switch, 1.0)
+        v61, v67, v71, pn = (drains(d, n) for n in ("v6.1", "v6.7", "v7.1",
+                                                     "pernode"))
+        allocs = d["designs"]["v7.1"]["allocs"]
+        print("METRIC switch allocs=%d drains v6.1=%d v6.7=%d v7.1=%d "
+              "pernode=%d v7.1+stock2=%d" % (allocs, v61, v67, v71, pn,
+                                              drains(d, "v7.1+stock2")),
+              flush=True)
+        check(allocs > 20000, "too few allocations: %d" % allocs)
+        # the regression: v7.1 drains at (almost) every turn
+        check(v71 >= 0.3 * allocs, "v7.1 drained only %d times" % v71)
+        check(v71 >= 10 * pn, "v7.1 %d < 10 x pernode %d" % (v71, pn))
+        # the per-node array behaves like the single per-memcg objcg
+        check(pn <= 2 * v67 + 2 and v67 <= 2 * pn + 2,
+              "pernode %d not within 2x of v6.7 %d" % (pn, v67))
+        check(drains(d, "v7.1+stock2") <= 2 * v67 + 2,
+              "two slots should hold both nodes' objcgs")
+        # every design charged the same objects
+        counts = {n: c["allocs"] for n, c in d["designs"].items()}
+        check(len(set(counts.values())) == 1, "allocs differ: %s" % counts)
+    finally:
+        ensure_unloaded()
+        cg_rmdir_tree("exp")
+
+
+def test_fidelity_to_running_kernel():
+    """v6.1 reproduces the kernel's own drains and page charges within 5%
+    on each standard workload (reparent is reported: see README)."""
+    insmod("designs=" + ALL)
+    try:
+        setup()
+        workloads = [("memcgs", exp.exp_memcgs), ("switch", exp.exp_switch),
+                     ("crossnode", exp.exp_crossnode)]
+        for name, fn in workloads:
+            d = measure(fn, 1.0)
+            agr = osh_designs.agreement(d)
+            for what, a in agr.items():
+                print("METRIC fidelity %s %s simulated=%d observed=%d "
+                      "difference=%.2f%%" % (name, what, a["simulated"],
+                                              a["observed"],
+                                              100 * a["relative"]),
+                      flush=True)
+                check(a["ok"], "%s: %s disagrees: %s" % (name, what, a))
+            check(agr["page_charges"]["observed"] > 500,
+                  "%s: too few page charges to judge" % name)
+            if name == "memcgs":
+                check(agr["drains"]["observed"] > 1000,
+                      "memcgs: the kernel's drains were not observed")
+        p = subprocess.run(["scripts/objcg-shadow", "designs"],
+                           capture_output=True, text=True)
+        check("fidelity of v6.1" in p.stdout and "pernode" in p.stdout,
+              "objcg-shadow designs output: %s%s" % (p.stdout, p.stderr))
+    finally:
+        ensure_unloaded()
+        cg_rmdir_tree("exp")
+
+
+def test_every_design_passes_compare():
+    insmod("designs=" + ALL)
+    loads = []
+    try:
+        setup()
+        for kind, args in (("dentry", ["--mib", "20"]),
+                           ("pipe", ["--mib", "20"]),
+                           ("thread", ["--count", "1500"])):
+            cg_mkdir("exp/" + kind)
+            loads.append(Workload(["--quiet", "--node", "1", kind] + args,
+                                  cgroup="exp/" + kind))
+        time.sleep(2.5)
+        sh = osh_state.Shadow()
+        for design in ALL.split(","):
+            res = osh_compare.collect(sh, design, "/sys/fs/cgroup", False,
+                                      "/exp")
+            bad = ["%s %s delta %d" % (r["path"], r["counter"], r["delta"])
+                   for r in res["failed"]]
+            check(res["rows"] and not bad,
+                  "%s beyond the bound: %s" % (design, bad))
+        ev = read_kv("stats")
+        check(ev["task_state_alloc_failed"] == 0, "task state allocation failed")
+    finally:
+        for w in loads:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("exp")
+
+
+def test_task_states_follow_tasks():
+    insmod("designs=v6.1,pernode")
+    try:
+        setup()
+        cg_mkdir("exp/t")
+        base = read_kv("stats")["task_states"]
+        w = Workload(["--quiet", "thread", "--count", "200"], cgroup="exp/t")
+        held = read_kv("stats")["task_states"]
+        check(held >= base + 200, "task states %d -> %d for 201 tasks" % (
+            base, held))
+        w.release()
+        time.sleep(0.5)
+        after = read_kv("stats")["task_states"]
+        check(after <= base + 5, "task states not freed at exit: %d -> %d" % (
+            base, after))
+        d = osh_designs.snapshot()["designs"]["pernode"]
+        check(d["task_refresh"] > 0, "no task cache refresh")
+        check(d["task_root_fallback"] == 0, "root fallbacks: %d" %
+              d["task_root_fallback"])
+    finally:
+        ensure_unloaded()
+        cg_rmdir_tree("exp")
+
+
+def test_bad_designs_refused():
+    for value, message in (
+            ("v6.2", "designs=v6.2 is invalid: unknown design 'v6.2': valid "
+             "designs are v6.1, v6.7, v7.1, pernode"),
+            ("v7.1+stock9", "unknown design 'v7.1+stock9'"),
+            ("v6.1,v6.1", "design 'v6.1' given twice")):
+        since = dmesg_mark()
+        p = insmod("designs=" + value, must_succeed=False)
+        check(p.returncode != 0 and not module_loaded(),
+              "designs=%s accepted" % value)
+        check(message in since(), "no message %r in %s" % (message, since()))
+    insmod("designs=v7.1+stock4+memcgkey")
+    try:
+        names = list(osh_designs.snapshot()["designs"])
+        check(names == ["v7.1+stock4+memcgkey"], "designs: %s" % names)
+    finally:
+        ensure_unloaded()
+
+
+if __name__ == "__main__":
+    ensure_unloaded()
+    sys.exit(run_tests(globals()))
