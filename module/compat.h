@@ -13,6 +13,7 @@
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
 #include <linux/nsproxy.h>
+#include <linux/percpu.h>
 #include <linux/ptrace.h>
 #include <linux/sched.h>
 #include <linux/slab.h>
@@ -146,6 +147,19 @@ static inline struct mem_cgroup *osh_current_memcg(bool *irq_unknown)
 	if (!current->mm || (current->flags & PF_KTHREAD))
 		return NULL;
 	return mem_cgroup_from_task(current);
+}
+
+/* pcpu_obj_full_size() of mm/percpu-internal.h (6.1) */
+static inline size_t osh_pcpu_obj_full_size(size_t size)
+{
+	return size * num_possible_cpus() +
+	       size / PCPU_MIN_ALLOC_SIZE * sizeof(struct obj_cgroup *);
+}
+
+/* pcpu_alloc() aligns the size before charging it */
+static inline size_t osh_pcpu_aligned_size(size_t size)
+{
+	return ALIGN(size, PCPU_MIN_ALLOC_SIZE);
 }
 
 /* Pages of a task's kernel stack (VMAP_STACK), or 0 if not vmapped. */

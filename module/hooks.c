@@ -277,6 +277,42 @@ static int osh_kp_uncharge_folio(struct kprobe *kp, struct pt_regs *regs)
 	return 0;
 }
 
+/* percpu: pcpu_alloc() charges accounted allocations, free_percpu() not */
+struct osh_pcpu_call {
+	size_t size;
+	gfp_t gfp;
+};
+
+static int osh_pcpu_alloc_entry(struct kretprobe_instance *ri,
+				struct pt_regs *regs)
+{
+	struct osh_pcpu_call *call = (void *)ri->data;
+
+	call->size = osh_regs_arg(regs, 0);
+	call->gfp = osh_regs_arg(regs, 3);
+	return 0;
+}
+
+static int osh_pcpu_alloc_ret(struct kretprobe_instance *ri,
+			      struct pt_regs *regs)
+{
+	struct osh_pcpu_call *call = (void *)ri->data;
+	void __percpu *ptr = (void __percpu *)regs_return_value(regs);
+
+	osh_hit(container_of(get_kretprobe(ri), struct osh_hook, krp));
+	/* gfp as pcpu_alloc() sees it: current_gfp_context() keeps ACCOUNT */
+	if (ptr && (call->gfp & __GFP_ACCOUNT) && memcg_kmem_enabled())
+		osh_kmem_percpu_alloc(ptr, osh_pcpu_aligned_size(call->size));
+	return 0;
+}
+
+static int osh_kp_free_percpu(struct kprobe *kp, struct pt_regs *regs)
+{
+	osh_hit(osh_kprobe_hook(kp));
+	osh_kmem_percpu_free((void __percpu *)osh_regs_arg(regs, 0));
+	return 0;
+}
+
 /* kfree_bulk() and kfree_rcu() batches free without per-object events. */
 static int osh_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
 {
@@ -362,6 +398,9 @@ static struct osh_hook osh_hooks[] = {
 	 * allocations are not covered.
 	 */
 	OSH_KP(kmem_cache_free_bulk, osh_kp_free_bulk, false),
+	OSH_KRP(pcpu_alloc, osh_pcpu_alloc_entry, osh_pcpu_alloc_ret,
+		sizeof(struct osh_pcpu_call), false),
+	OSH_KP(free_percpu, osh_kp_free_percpu, false),
 	/* observed only: the running kernel's stock operations */
 	OSH_KP(drain_obj_stock, osh_kp_count, false),
 	OSH_KP(drain_local_stock, osh_kp_count, false),

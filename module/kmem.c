@@ -288,6 +288,68 @@ void osh_kmem_slab_free(const void *ptr)
 }
 
 /**
+ * osh_kmem_percpu_alloc() - account an accounted percpu allocation
+ * @ptr: the percpu pointer pcpu_alloc() returned
+ * @size: its size, aligned as pcpu_alloc() aligns it
+ *
+ * pcpu_memcg_pre_alloc_hook() charges pcpu_obj_full_size() through the
+ * obj stock, with the same choice of objcg as a slab object.
+ * Context: kretprobe handler of pcpu_alloc(), same task.
+ */
+void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size)
+{
+	struct osh_objcg *picked[OSH_MAX_DESIGNS];
+	size_t full = osh_pcpu_obj_full_size(size);
+	struct mem_cgroup *kmemcg;
+	struct osh_cpu_ctx *ctx;
+	struct osh_memcg *shadow;
+	struct osh_task *state;
+	unsigned long flags;
+	bool use_cache;
+
+	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
+		OSH_KEV_INC(not_ready);
+		return;
+	}
+	use_cache = osh_current_task_state(&state);
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	shadow = osh_current_shadow(&kmemcg);
+	if (shadow &&
+	    osh_acct_pick_all(&osh_acct, ctx, shadow, state,
+			      use_cache ? osh_current_task_memcg : NULL, NULL,
+			      picked))
+		osh_acct_slab_alloc(&osh_acct, ctx, shadow, picked,
+				    (unsigned long)ptr, full, -1, OSH_OBJ_PERCPU);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+}
+
+/**
+ * osh_kmem_percpu_free() - uncharge a percpu allocation the shadow has
+ * @ptr: the percpu pointer being freed
+ *
+ * Context: kprobe handler of free_percpu().
+ */
+void osh_kmem_percpu_free(void __percpu *ptr)
+{
+	struct osh_cpu_ctx *ctx;
+	unsigned long flags;
+
+	if (!ptr)
+		return;
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	osh_acct_slab_free(&osh_acct, ctx, (unsigned long)ptr);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+}
+
+/**
  * osh_kmem_page_charged() - a kmem page was charged by the kernel
  * @page: first page
  * @order: allocation order
@@ -610,6 +672,8 @@ void osh_kmem_dump_objects(struct osh_buf *ob)
 	osh_acct_live_totals(&osh_acct, &t);
 	osh_buf_printf(ob, "tracked_objects=%lu tracked_bytes=%lu ", t.objects,
 		       t.bytes);
-	osh_buf_printf(ob, "tracked_pages=%lu large_kmalloc_bytes=%lu stack_bytes=%lu\n",
+	osh_buf_printf(ob, "tracked_pages=%lu large_kmalloc_bytes=%lu stack_bytes=%lu ",
 		       t.pages, t.large_kmalloc_bytes, t.stack_bytes);
+	osh_buf_printf(ob, "percpu_objects=%lu percpu_bytes=%lu\n",
+		       t.percpu_objects, t.percpu_bytes);
 }

@@ -24,6 +24,8 @@ void osh_kmem_stop(void);
 void osh_kmem_exit(void);
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp);
 void osh_kmem_slab_free(const void *ptr);
+void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size);
+void osh_kmem_percpu_free(void __percpu *ptr);
 void osh_kmem_page_charged(struct page *page, unsigned int order);
 void osh_kmem_page_uncharging(struct page *page);
 void osh_kmem_task_forked(struct task_struct *child);

@@ -44,6 +44,8 @@ enum osh_slab_type {
 	OSH_SLAB_RECLAIMABLE,
 	OSH_SLAB_UNRECLAIMABLE,
 	OSH_NR_SLAB_TYPES,
+	/* a percpu allocation: charged through the obj stock, no slab vmstat */
+	OSH_OBJ_PERCPU = OSH_NR_SLAB_TYPES,
 };
 
 /* Exact per-node byte counters of live objects, per objcg. */
@@ -51,6 +53,7 @@ enum osh_objcg_stat {
 	OSH_STAT_SLAB_RECLAIMABLE,	/* = OSH_SLAB_RECLAIMABLE */
 	OSH_STAT_SLAB_UNRECLAIMABLE,	/* = OSH_SLAB_UNRECLAIMABLE */
 	OSH_STAT_KERNEL_STACK,
+	OSH_STAT_PERCPU,		/* MEMCG_PERCPU_B, kept on node 0 */
 	OSH_NR_OBJCG_STATS,
 };
 
@@ -271,6 +274,8 @@ struct osh_live_totals {
 	unsigned long pages;		/* kmem pages in the page map */
 	unsigned long large_kmalloc_bytes;
 	unsigned long stack_bytes;
+	unsigned long percpu_objects;	/* percpu allocations in the object map */
+	unsigned long percpu_bytes;
 };
 
 void osh_acct_live_totals(struct osh_acct *acct, struct osh_live_totals *t);

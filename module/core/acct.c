@@ -437,10 +437,22 @@ static void osh_objcg_count_remote(struct osh_cpu_ctx *ctx, unsigned int d,
 		ctx->cnt[d].remote_objcg_page++;
 }
 
-/* Undo the charges of one object: the free path of memcg_slab_free_hook. */
+static enum osh_objcg_stat osh_stat_of(unsigned int type)
+{
+	if (type == OSH_OBJ_PERCPU)
+		return OSH_STAT_PERCPU;
+	return type == OSH_SLAB_RECLAIMABLE ? OSH_STAT_SLAB_RECLAIMABLE :
+					      OSH_STAT_SLAB_UNRECLAIMABLE;
+}
+
+/*
+ * Undo the charges of one object: memcg_slab_free_hook(), or for percpu
+ * pcpu_memcg_free_hook() (an uncharge and no slab vmstat).
+ */
 static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			      struct osh_objinfo *info)
 {
+	bool percpu = info->type == OSH_OBJ_PERCPU;
 	unsigned int d;
 
 	for (d = 0; d < acct->nr_designs; d++) {
@@ -449,12 +461,13 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 		if (!objcg)
 			continue;
 		osh_stock_uncharge(acct, d, ctx, objcg, info->size);
-		osh_stock_mod_state(acct, d, ctx, objcg, info->node,
-				    info->type, -(int)info->size);
-		atomic_long_sub(info->size,
-				osh_objcg_stat(objcg, info->node,
-					       (enum osh_objcg_stat)info->type));
-		atomic_long_dec(&objcg->nr_objects);
+		if (!percpu) {
+			osh_stock_mod_state(acct, d, ctx, objcg, info->node,
+					    info->type, -(int)info->size);
+			atomic_long_dec(&objcg->nr_objects);
+		}
+		atomic_long_sub(info->size, osh_objcg_stat(objcg, info->node,
+							   osh_stat_of(info->type)));
 		ctx->cnt[d].frees++;
 		osh_objcg_put(objcg);
 	}
@@ -473,7 +486,8 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
  * @ptr: object address
  * @size: obj_full_size() of its cache
  * @node: node of the object's page
- * @type: reclaimable or not
+ * @type: reclaimable or not, or OSH_OBJ_PERCPU (@ptr is then the percpu
+ *	  pointer and @size pcpu_obj_full_size())
  *
  * Return: 0, -ENOENT when no design charges anything (root), -ENOSPC when
  * the object map is full (counted; the object is not charged).
@@ -519,9 +533,10 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 		if (!objcg)
 			continue;
 		osh_stock_charge(acct, d, ctx, objcg, size);
+		atomic_long_add(size, osh_objcg_stat(objcg, node, osh_stat_of(type)));
+		if (type == OSH_OBJ_PERCPU)
+			continue;
 		osh_stock_mod_state(acct, d, ctx, objcg, node, type, size);
-		atomic_long_add(size,
-				osh_objcg_stat(objcg, node, (enum osh_objcg_stat)type));
 		atomic_long_inc(&objcg->nr_objects);
 		ctx->cnt[d].allocs++;
 		osh_objcg_count_remote(ctx, d, objcg, node);

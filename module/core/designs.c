@@ -255,6 +255,11 @@ static void osh_add_object(unsigned long key, void *val, void *arg)
 	struct osh_live_totals *t = arg;
 	const struct osh_objinfo *info = val;
 
+	if (info->type == OSH_OBJ_PERCPU) {
+		t->percpu_objects++;
+		t->percpu_bytes += info->size;
+		return;
+	}
 	t->objects++;
 	t->bytes += info->size;
 }
@@ -353,13 +358,15 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 	for (i = 0; i < OSH_NR_OBJCG_STATS; i++) {
 		static const char *const names[] = {
 			"slab_reclaimable", "slab_unreclaimable", "kernel_stack",
+			"percpu",
 		};
 		long total = 0;
 
 		for (n = 0; n < acct->nr_nodes; n++)
 			total += s->stat[n][i];
 		osh_buf_printf(ob, " %s=%ld", names[i], total);
-		for (n = 0; n < acct->nr_nodes; n++)
+		/* percpu memory has no node */
+		for (n = 0; i != OSH_STAT_PERCPU && n < acct->nr_nodes; n++)
 			osh_buf_printf(ob, " %s.N%u=%ld", names[i], n,
 				       s->stat[n][i]);
 	}

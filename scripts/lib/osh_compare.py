@@ -25,6 +25,7 @@ COUNTERS = [
     ("slab_unreclaimable", "slab_unreclaimable", True),
     ("slab", None, False),
     ("kernel_stack", "kernel_stack", True),
+    ("percpu", "percpu", False),
     ("kernel", None, False),
 ]
 
@@ -32,8 +33,8 @@ COVERAGE = """\
 covered: slab objects charged through the obj stock (every __GFP_ACCOUNT
 kmalloc and SLAB_ACCOUNT cache, per node of the object's page), kmem pages
 (__memcg_kmem_charge_page: kernel stacks, page tables, pipe buffers, large
-kmalloc) and kernel stacks.  not covered: percpu allocations, socket
-memory ("sock"), zswap; 'kernel' differs from the kernel by their charges."""
+kmalloc), kernel stacks and accounted percpu allocations.  not covered:
+socket memory ("sock"), zswap, accounted kmem_cache_alloc_bulk()."""
 
 
 def bound_bytes(page_size: int, ncpus: int) -> int:

@@ -68,12 +68,13 @@ def test_switch_drains_v71_vs_pernode():
 
 def test_fidelity_to_running_kernel():
     """v6.1 reproduces the kernel's own drains and page charges within 5%
-    on each standard workload (reparent is reported: see README)."""
+    on each standard workload."""
     insmod("designs=" + ALL)
     try:
         setup()
         workloads = [("memcgs", exp.exp_memcgs), ("switch", exp.exp_switch),
-                     ("crossnode", exp.exp_crossnode)]
+                     ("crossnode", exp.exp_crossnode),
+                     ("reparent", exp.exp_reparent)]
         for name, fn in workloads:
             d = measure(fn, 1.0)
             agr = osh_designs.agreement(d)
