@@ -189,6 +189,68 @@ static void osh_check_attribution(struct obj_cgroup *kobjcg,
 		OSH_KEV_INC(attr_mismatch);
 }
 
+/*
+ * The common start of every charge event: this CPU's context, the memcg
+ * 6.1 would charge, optionally checked against the kernel's own objcg,
+ * and each design's objcg.  On true the caller charges, then calls
+ * osh_charge_end().
+ */
+struct osh_charge {
+	struct osh_cpu_ctx *ctx;
+	unsigned long flags;
+	struct osh_memcg *shadow;
+	struct osh_objcg *picked[OSH_MAX_DESIGNS];
+};
+
+static void osh_charge_end(struct osh_charge *c)
+{
+	rcu_read_unlock();
+	osh_leave(c->ctx, c->flags);
+}
+
+static bool osh_charge_begin(struct osh_charge *c, bool check,
+			     struct obj_cgroup *(*kernel_objcg)(const void *key,
+								const void *arg),
+			     const void *key, const void *arg)
+{
+	struct mem_cgroup *kmemcg;
+	struct osh_task *state;
+	bool use_cache;
+
+	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
+		OSH_KEV_INC(not_ready);
+		return false;
+	}
+	/* before entering: creating task state allocates */
+	use_cache = osh_current_task_state(&state);
+	c->ctx = osh_enter(&c->flags);
+	if (!c->ctx)
+		return false;
+	rcu_read_lock();
+	c->shadow = osh_current_shadow(&kmemcg);
+	if (check)
+		osh_check_attribution(kernel_objcg(key, arg), c->shadow);
+	if (c->shadow &&
+	    osh_acct_pick_all(&osh_acct, c->ctx, c->shadow, state,
+			      use_cache ? osh_current_task_memcg : NULL, NULL,
+			      c->picked))
+		return true;
+	osh_charge_end(c);
+	return false;
+}
+
+static struct obj_cgroup *osh_kernel_objcg_of_obj(const void *obj,
+						  const void *cache)
+{
+	return osh_kernel_obj_objcg(obj, cache);
+}
+
+static struct obj_cgroup *osh_kernel_objcg_of_page(const void *page,
+						   const void *unused)
+{
+	return osh_kernel_page_objcg((struct page *)page);
+}
+
 /**
  * osh_kmem_slab_alloc() - account one slab allocation event
  * @ptr: the object
@@ -199,14 +261,9 @@ static void osh_check_attribution(struct obj_cgroup *kobjcg,
  */
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 {
-	struct osh_objcg *picked[OSH_MAX_DESIGNS];
 	const struct osh_slub_cache_prefix *l;
-	struct mem_cgroup *kmemcg;
-	struct osh_cpu_ctx *ctx;
-	struct osh_memcg *shadow;
-	struct osh_task *state;
-	unsigned long flags;
-	bool accounted, use_cache;
+	struct osh_charge c;
+	bool accounted;
 
 	if (unlikely(!ptr) || !memcg_kmem_enabled())
 		return;
@@ -229,29 +286,14 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 			OSH_KEV_INC(kernel_only);
 		return;
 	}
-	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
-		OSH_KEV_INC(not_ready);
+	if (!osh_charge_begin(&c, true, osh_kernel_objcg_of_obj, ptr, s))
 		return;
-	}
-	/* before entering: creating task state allocates */
-	use_cache = osh_current_task_state(&state);
-	ctx = osh_enter(&flags);
-	if (!ctx)
-		return;
-	rcu_read_lock();
-	shadow = osh_current_shadow(&kmemcg);
-	osh_check_attribution(osh_kernel_obj_objcg(ptr, s), shadow);
-	if (shadow &&
-	    osh_acct_pick_all(&osh_acct, ctx, shadow, state,
-			      use_cache ? osh_current_task_memcg : NULL, NULL,
-			      picked))
-		osh_acct_slab_alloc(&osh_acct, ctx, shadow, picked,
-				    (unsigned long)ptr, osh_obj_full_size(s),
-				    page_to_nid(virt_to_page(ptr)),
-				    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
-				    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE);
-	rcu_read_unlock();
-	osh_leave(ctx, flags);
+	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
+			    (unsigned long)ptr, osh_obj_full_size(s),
+			    page_to_nid(virt_to_page(ptr)),
+			    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
+			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE);
+	osh_charge_end(&c);
 }
 
 /**
@@ -298,33 +340,14 @@ void osh_kmem_slab_free(const void *ptr)
  */
 void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size)
 {
-	struct osh_objcg *picked[OSH_MAX_DESIGNS];
-	size_t full = osh_pcpu_obj_full_size(size);
-	struct mem_cgroup *kmemcg;
-	struct osh_cpu_ctx *ctx;
-	struct osh_memcg *shadow;
-	struct osh_task *state;
-	unsigned long flags;
-	bool use_cache;
+	struct osh_charge c;
 
-	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
-		OSH_KEV_INC(not_ready);
+	if (!osh_charge_begin(&c, false, NULL, NULL, NULL))
 		return;
-	}
-	use_cache = osh_current_task_state(&state);
-	ctx = osh_enter(&flags);
-	if (!ctx)
-		return;
-	rcu_read_lock();
-	shadow = osh_current_shadow(&kmemcg);
-	if (shadow &&
-	    osh_acct_pick_all(&osh_acct, ctx, shadow, state,
-			      use_cache ? osh_current_task_memcg : NULL, NULL,
-			      picked))
-		osh_acct_slab_alloc(&osh_acct, ctx, shadow, picked,
-				    (unsigned long)ptr, full, -1, OSH_OBJ_PERCPU);
-	rcu_read_unlock();
-	osh_leave(ctx, flags);
+	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
+			    (unsigned long)ptr, osh_pcpu_obj_full_size(size), -1,
+			    OSH_OBJ_PERCPU);
+	osh_charge_end(&c);
 }
 
 /**
@@ -358,34 +381,13 @@ void osh_kmem_percpu_free(void __percpu *ptr)
  */
 void osh_kmem_page_charged(struct page *page, unsigned int order)
 {
-	struct osh_objcg *picked[OSH_MAX_DESIGNS];
-	struct mem_cgroup *kmemcg;
-	struct osh_cpu_ctx *ctx;
-	struct osh_memcg *shadow;
-	struct osh_task *state;
-	unsigned long flags;
-	bool use_cache;
+	struct osh_charge c;
 
-	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
-		OSH_KEV_INC(not_ready);
+	if (!osh_charge_begin(&c, true, osh_kernel_objcg_of_page, page, NULL))
 		return;
-	}
-	use_cache = osh_current_task_state(&state);
-	ctx = osh_enter(&flags);
-	if (!ctx)
-		return;
-	rcu_read_lock();
-	shadow = osh_current_shadow(&kmemcg);
-	osh_check_attribution(osh_kernel_page_objcg(page), shadow);
-	if (shadow &&
-	    osh_acct_pick_all(&osh_acct, ctx, shadow, state,
-			      use_cache ? osh_current_task_memcg : NULL, NULL,
-			      picked))
-		osh_acct_page_alloc(&osh_acct, ctx, shadow, picked,
-				    (unsigned long)page, 1U << order,
-				    page_to_nid(page));
-	rcu_read_unlock();
-	osh_leave(ctx, flags);
+	osh_acct_page_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
+			    (unsigned long)page, 1U << order, page_to_nid(page));
+	osh_charge_end(&c);
 }
 
 /**

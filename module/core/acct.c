@@ -476,6 +476,53 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 #define OSH_OBJINFO_MAX	(sizeof(struct osh_objinfo) + \
 			 OSH_MAX_DESIGNS * sizeof(struct osh_objcg *))
 
+/* Each design's objcg for a new entry; false if none charges anything. */
+static bool osh_info_fill(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+			  struct osh_memcg *memcg, struct osh_objcg **picked,
+			  struct osh_objinfo *info)
+{
+	bool any = false;
+	unsigned int d;
+
+	for (d = 0; d < acct->nr_designs; d++) {
+		info->objcg[d] = picked ? picked[d] :
+				 osh_acct_pick_objcg(acct, d, ctx, memcg);
+		any |= !!info->objcg[d];
+	}
+	return any;
+}
+
+/*
+ * Insert @info into @map.  A stale entry for the key (its free was
+ * missed) is uncharged with @uncharge; a full map drops the new entry's
+ * references.  Both are counted.  Return: true if @info was stored.
+ */
+static bool osh_map_store(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
+			  struct osh_objmap *map, unsigned long key,
+			  struct osh_objinfo *info,
+			  void (*uncharge)(struct osh_acct *acct,
+					   struct osh_cpu_ctx *ctx,
+					   struct osh_objinfo *info),
+			  enum osh_acct_event ev_full, enum osh_acct_event ev_stale)
+{
+	unsigned long stale_raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
+	struct osh_objinfo *stale = (void *)stale_raw;
+	bool stored, had_stale;
+	unsigned int d;
+
+	stored = osh_objmap_insert(map, key, info, stale, &had_stale);
+	if (!stored) {
+		osh_event(acct, ev_full, 1);
+		for (d = 0; d < acct->nr_designs; d++)
+			osh_objcg_put(info->objcg[d]);
+	}
+	if (had_stale) {
+		osh_event(acct, ev_stale, 1);
+		uncharge(acct, ctx, stale);
+	}
+	return stored;
+}
+
 /**
  * osh_acct_slab_alloc() - charge one accounted slab object, every design
  * @acct: accounting state
@@ -498,34 +545,19 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			enum osh_slab_type type)
 {
 	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
-	unsigned long stale_raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
-	struct osh_objinfo *info = (void *)raw, *stale = (void *)stale_raw;
-	bool any = false, had_stale;
+	struct osh_objinfo *info = (void *)raw;
 	unsigned int d;
 
 	info->size = size;
 	info->node = node;
 	info->type = type;
-	for (d = 0; d < acct->nr_designs; d++) {
-		info->objcg[d] = picked ? picked[d] :
-				 osh_acct_pick_objcg(acct, d, ctx, memcg);
-		any |= !!info->objcg[d];
-	}
-	if (!any)
+	if (!osh_info_fill(acct, ctx, memcg, picked, info))
 		return -ENOENT;
 
-	if (!osh_objmap_insert(&acct->objmap, ptr, info, stale, &had_stale)) {
-		osh_event(acct, OSH_EV_OBJ_MAP_FULL, 1);
-		for (d = 0; d < acct->nr_designs; d++)
-			osh_objcg_put(info->objcg[d]);
-		if (had_stale)
-			osh_slab_uncharge(acct, ctx, stale);
+	if (!osh_map_store(acct, ctx, &acct->objmap, ptr, info,
+			   osh_slab_uncharge, OSH_EV_OBJ_MAP_FULL,
+			   OSH_EV_OBJ_STALE))
 		return -ENOSPC;
-	}
-	if (had_stale) {
-		osh_event(acct, OSH_EV_OBJ_STALE, 1);
-		osh_slab_uncharge(acct, ctx, stale);
-	}
 
 	for (d = 0; d < acct->nr_designs; d++) {
 		struct osh_objcg *objcg = info->objcg[d];
@@ -628,32 +660,17 @@ int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long page, unsigned int nr_pages, int node)
 {
 	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
-	unsigned long stale_raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
-	struct osh_objinfo *info = (void *)raw, *stale = (void *)stale_raw;
-	bool any = false, had_stale;
+	struct osh_objinfo *info = (void *)raw;
 	unsigned int d;
 
 	info->size = nr_pages;
 	info->node = node;
-	for (d = 0; d < acct->nr_designs; d++) {
-		info->objcg[d] = picked ? picked[d] :
-				 osh_acct_pick_objcg(acct, d, ctx, memcg);
-		any |= !!info->objcg[d];
-	}
-	if (!any)
+	if (!osh_info_fill(acct, ctx, memcg, picked, info))
 		return -ENOENT;
-	if (!osh_objmap_insert(&acct->pagemap, page, info, stale, &had_stale)) {
-		osh_event(acct, OSH_EV_PAGE_MAP_FULL, 1);
-		for (d = 0; d < acct->nr_designs; d++)
-			osh_objcg_put(info->objcg[d]);
-		if (had_stale)
-			osh_page_uncharge(acct, ctx, stale);
+	if (!osh_map_store(acct, ctx, &acct->pagemap, page, info,
+			   osh_page_uncharge, OSH_EV_PAGE_MAP_FULL,
+			   OSH_EV_PAGE_STALE))
 		return -ENOSPC;
-	}
-	if (had_stale) {
-		osh_event(acct, OSH_EV_PAGE_STALE, 1);
-		osh_page_uncharge(acct, ctx, stale);
-	}
 	for (d = 0; d < acct->nr_designs; d++) {
 		if (!info->objcg[d])
 			continue;
