@@ -9,6 +9,7 @@
 #define OBJCG_SHADOW_COMPAT_H
 
 #include <linux/cgroup.h>
+#include <linux/ftrace.h>
 #include <linux/kfence.h>
 #include <linux/memcontrol.h>
 #include <linux/mm.h>
@@ -27,6 +28,19 @@
 
 /* mem_cgroup_attach() is only built with the multi-gen LRU in 6.1. */
 #define OSH_HAVE_MEM_CGROUP_ATTACH	IS_ENABLED(CONFIG_LRU_GEN)
+
+/*
+ * Where plain kprobes go: just after the function's fentry NOP.  A kprobe
+ * on the NOP itself runs through an ftrace trampoline, and unregistering
+ * it while other CPUs run the function (the maple tree calls the bulk
+ * slab functions constantly) crashed or hung our guests; an int3 probe is
+ * removed safely.  The arguments are still in their registers there.
+ */
+#if defined(CONFIG_X86_64) && defined(CONFIG_FUNCTION_TRACER)
+#define OSH_KPROBE_OFFSET	MCOUNT_INSN_SIZE
+#else
+#define OSH_KPROBE_OFFSET	0
+#endif
 
 /* Argument @n of a probed function, from a kprobe's pt_regs. */
 static inline unsigned long osh_regs_arg(struct pt_regs *regs, unsigned int n)

@@ -404,10 +404,6 @@ static struct osh_hook osh_hooks[] = {
 	/* observed only: the running kernel's stock operations */
 	OSH_KP(drain_obj_stock, osh_kp_count, false),
 	OSH_KP(drain_local_stock, osh_kp_count, false),
-	OSH_KP(refill_obj_stock, osh_kp_count, false),
-	OSH_KP(obj_cgroup_charge, osh_kp_count, false),
-	OSH_KP(obj_cgroup_uncharge, osh_kp_count, false),
-	OSH_KP(mod_objcg_state, osh_kp_count, false),
 	OSH_KP(memcg_account_kmem, osh_kp_account_kmem, false),
 };
 
@@ -438,6 +434,31 @@ static void osh_find_tracepoint(struct tracepoint *tp, void *unused)
 	}
 }
 
+/* A post handler keeps a kprobe from being optimized into a jump. */
+static void osh_kp_post_noop(struct kprobe *kp, struct pt_regs *regs,
+			     unsigned long flags)
+{
+}
+
+static int osh_register_int3_kprobe(struct kprobe *kp, const char *name)
+{
+	kprobe_pre_handler_t pre = kp->pre_handler;
+	int err;
+
+	kp->symbol_name = name;
+	kp->offset = OSH_KPROBE_OFFSET;
+	kp->post_handler = osh_kp_post_noop;
+	err = register_kprobe(kp);
+	if (err != -EILSEQ || !OSH_KPROBE_OFFSET)
+		return err;
+	/* no fentry NOP there: probe the entry itself */
+	memset(kp, 0, sizeof(*kp));
+	kp->symbol_name = name;
+	kp->pre_handler = pre;
+	kp->post_handler = osh_kp_post_noop;
+	return register_kprobe(kp);
+}
+
 static int osh_hook_attach_one(struct osh_hook *hook)
 {
 	switch (hook->kind) {
@@ -446,8 +467,7 @@ static int osh_hook_attach_one(struct osh_hook *hook)
 			return -ENOENT;
 		return tracepoint_probe_register(hook->tp, hook->tp_probe, hook);
 	case OSH_HOOK_KPROBE:
-		hook->krp.kp.symbol_name = hook->name;
-		return register_kprobe(&hook->krp.kp);
+		return osh_register_int3_kprobe(&hook->krp.kp, hook->name);
 	case OSH_HOOK_KRETPROBE:
 		hook->krp.kp.symbol_name = hook->name;
 		/* calls may sleep (reclaim) while others start elsewhere */
@@ -651,12 +671,7 @@ void osh_observed_dump(struct osh_buf *ob)
 	osh_buf_printf(ob, "design=observed drain_obj_stock=%lu drain_local_stock=%lu",
 		       osh_hook_hits("drain_obj_stock"),
 		       osh_hook_hits("drain_local_stock"));
-	osh_buf_printf(ob, " refill_obj_stock=%lu obj_cgroup_charge=%lu obj_cgroup_uncharge=%lu",
-		       osh_hook_hits("refill_obj_stock"),
-		       osh_hook_hits("obj_cgroup_charge"),
-		       osh_hook_hits("obj_cgroup_uncharge"));
-	osh_buf_printf(ob, " mod_objcg_state=%lu charge_ops=%lu charge_pages=%lu",
-		       osh_hook_hits("mod_objcg_state"),
+	osh_buf_printf(ob, " charge_ops=%lu charge_pages=%lu",
 		       sum.observed_charge_ops, sum.observed_charge_pages);
 	osh_buf_printf(ob, " uncharge_ops=%lu uncharge_pages=%lu\n",
 		       sum.observed_uncharge_ops, sum.observed_uncharge_pages);

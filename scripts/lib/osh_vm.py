@@ -538,7 +538,14 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
     # share a socket (LLC) but sit on different nodes make the scheduler's
     # topology_sane() WARN at boot, which panic_on_warn turns into a panic.
     sockets = nodes if cpus % nodes == 0 else cpus
-    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "max",
+    # Single-threaded TCG: attaching and detaching hooks patches kernel
+    # text (jump labels, int3) that the other vCPU may be executing, and
+    # with multi-threaded TCG a vCPU was seen spinning on stale code
+    # (soft lockups, a jump to a freed trampoline) while loading and
+    # unloading under load.  One thread for all vCPUs keeps code coherent.
+    accel = "tcg,thread=multi" if os.environ.get("OSH_MTTCG") == "1" \
+        else "tcg,thread=single"
+    cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max",
            "-smp", f"cpus={cpus},sockets={sockets},cores={cpus // sockets},threads=1",
            "-m", str(mem)]
     for n, (node_cpus, size) in enumerate(numa_layout(cpus, nodes, mem)):
