@@ -337,6 +337,20 @@ static int osh_kp_count(struct kprobe *kp, struct pt_regs *regs)
 }
 
 /*
+ * drain_all_stock() (cgroup offline, memory pressure) makes chosen CPUs
+ * drain their stocks from a work item on that CPU.  The choice depends on
+ * the page stock, which also caches user-page charges the shadow cannot
+ * see, so the kernel's decision is an input event: every design drains
+ * its stocks on this CPU too.
+ */
+static int osh_kp_drain_local(struct kprobe *kp, struct pt_regs *regs)
+{
+	osh_hit(osh_kprobe_hook(kp));
+	osh_kmem_drain_this_cpu();
+	return 0;
+}
+
+/*
  * The kernel's own stock behaviour, for the fidelity check of the design
  * that matches it: memcg_account_kmem() is where 6.1 charges (n > 0) and
  * uncharges (n < 0) kmem pages, whether through the obj stock or not.
@@ -403,7 +417,7 @@ static struct osh_hook osh_hooks[] = {
 	OSH_KP(free_percpu, osh_kp_free_percpu, false),
 	/* observed only: the running kernel's stock operations */
 	OSH_KP(drain_obj_stock, osh_kp_count, false),
-	OSH_KP(drain_local_stock, osh_kp_count, false),
+	OSH_KP(drain_local_stock, osh_kp_drain_local, false),
 	OSH_KP(memcg_account_kmem, osh_kp_account_kmem, false),
 };
 

@@ -414,6 +414,27 @@ void osh_kmem_page_uncharging(struct page *page)
 }
 
 /**
+ * osh_kmem_drain_this_cpu() - drain every design's stocks on this CPU
+ *
+ * Context: kprobe on drain_local_stock(), which runs on the CPU drained.
+ */
+void osh_kmem_drain_this_cpu(void)
+{
+	struct osh_cpu_ctx *ctx;
+	unsigned long flags;
+
+	if (!READ_ONCE(osh_kmem_ready))
+		return;
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	osh_acct_drain_cpu(&osh_acct, ctx);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+}
+
+/**
  * osh_kmem_task_forked() - count a new task's kernel stack pages
  * @child: the new task
  *

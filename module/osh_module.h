@@ -29,6 +29,7 @@ void osh_kmem_percpu_free(void __percpu *ptr);
 void osh_kmem_page_charged(struct page *page, unsigned int order);
 void osh_kmem_page_uncharging(struct page *page);
 void osh_kmem_task_forked(struct task_struct *child);
+void osh_kmem_drain_this_cpu(void);
 void osh_kmem_task_gone(struct task_struct *p);
 void osh_kmem_task_attached(struct task_struct *leader, bool threadgroup);
 void osh_kmem_memcg_online(struct osh_memcg *memcg, gfp_t gfp);

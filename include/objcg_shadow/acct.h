@@ -127,7 +127,6 @@ struct osh_cpu_ctx {
 	int node;			/* this CPU's NUMA node */
 	unsigned int depth;		/* recursion guard */
 	unsigned long recursion;	/* events dropped: handler re-entered */
-	unsigned long drain_req[OSH_MAX_DESIGNS]; /* set remotely at offline */
 	struct osh_stock stock[OSH_MAX_DESIGNS];
 	struct osh_dcounters cnt[OSH_MAX_DESIGNS];
 };

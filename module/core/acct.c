@@ -219,45 +219,6 @@ int osh_acct_memcg_online(struct osh_acct *acct, struct osh_memcg *memcg,
 	return err;
 }
 
-static bool osh_objcg_of(struct osh_acct *acct, unsigned int d,
-			 struct osh_mdesign *md, const struct osh_objcg *objcg)
-{
-	struct osh_objcg *iter;
-	unsigned int i;
-
-	for (i = 0; i < osh_nr_objcgs(acct, d); i++)
-		if (md->objcg[i] == objcg)
-			return true;
-	list_for_each_entry(iter, &md->objcg_list, list)
-		if (iter == objcg)
-			return true;
-	return false;
-}
-
-/*
- * drain_all_stock(memcg) at offline: ask every CPU whose stock caches one
- * of the memcg's objcgs to drain it.  Pointers are only compared, never
- * dereferenced.  Caller holds objcg_lock.
- */
-static void osh_request_drains(struct osh_acct *acct, unsigned int d,
-			       struct osh_mdesign *md)
-{
-	unsigned int cpu, i;
-
-	for (cpu = 0; cpu < acct->nr_cpus; cpu++) {
-		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, cpu);
-
-		for (i = 0; ctx && i < OSH_STOCK_MAX_SLOTS; i++) {
-			struct osh_objcg *cached = READ_ONCE(ctx->stock[d].slot[i].objcg);
-
-			if (cached && osh_objcg_of(acct, d, md, cached)) {
-				WRITE_ONCE(ctx->drain_req[d], 1);
-				break;
-			}
-		}
-	}
-}
-
 /**
  * osh_acct_memcg_offline() - memcg_reparent_objcgs(), for every design
  * @acct: accounting state
@@ -289,7 +250,6 @@ void osh_acct_memcg_offline(struct osh_acct *acct, struct osh_memcg *memcg)
 			continue;
 		}
 		spin_lock_irqsave(&acct->objcg_lock, flags);
-		osh_request_drains(acct, d, md);
 		for (i = 0; i < osh_nr_objcgs(acct, d); i++) {
 			struct osh_objcg *objcg = md->objcg[i];
 

@@ -171,20 +171,6 @@ static void osh_stock_refill(struct osh_acct *acct, unsigned int d,
 		osh_uncharge_pages(acct, d, ctx, slot->objcg, nr_pages);
 }
 
-/*
- * drain_all_stock() at cgroup offline drains the stocks of other CPUs
- * asynchronously, from their own work item: a CPU finds the request at
- * its next stock operation.
- */
-static void osh_stock_pending_drain(struct osh_acct *acct, unsigned int d,
-				    struct osh_cpu_ctx *ctx)
-{
-	if (likely(!READ_ONCE(ctx->drain_req[d])))
-		return;
-	WRITE_ONCE(ctx->drain_req[d], 0);
-	osh_stock_drain_all_slots(acct, d, ctx);
-}
-
 /**
  * osh_stock_charge() - obj_cgroup_charge(): charge @size bytes to @objcg
  * @acct: accounting state
@@ -200,7 +186,6 @@ void osh_stock_charge(struct osh_acct *acct, unsigned int d,
 	struct osh_stock_slot *slot;
 	unsigned int nr_pages, nr_bytes;
 
-	osh_stock_pending_drain(acct, d, ctx);
 	/* consume_obj_stock() */
 	slot = osh_stock_find(acct, d, &ctx->stock[d], objcg);
 	if (slot && slot->nr_bytes >= size) {
@@ -231,7 +216,6 @@ void osh_stock_uncharge(struct osh_acct *acct, unsigned int d,
 			struct osh_cpu_ctx *ctx, struct osh_objcg *objcg,
 			unsigned int size)
 {
-	osh_stock_pending_drain(acct, d, ctx);
 	osh_stock_refill(acct, d, ctx, objcg, size, true);
 }
 
