@@ -141,8 +141,6 @@ enum osh_acct_event {
 	OSH_EV_PAGE_STALE,
 	OSH_EV_OBJCG_ALLOC_FAILED,	/* memcg left without objcg (counted) */
 	OSH_EV_REPARENT_OPS,		/* memcg offlines reparented */
-	OSH_EV_OBJCGS_SWAPPED,		/* objcg->memcg pointer swaps */
-	OSH_EV_OBJECTS_REPOINTED,	/* objects re-pointed without objcgs */
 	OSH_EV_NO_PARENT,		/* offline without a parent record */
 	OSH_EV_OBJCG_RELEASED,		/* objcgs freed after their last ref */
 	OSH_EV_RELEASE_UNCHARGED_PAGES,	/* pages uncharged at objcg release */
@@ -189,7 +187,10 @@ struct osh_acct {
 	struct osh_objmap pagemap;	/* kmem pages, keyed by struct page */
 	struct osh_cpu_ctx *(*cpu_ctx)(struct osh_acct *acct, int cpu);
 	atomic_long_t events[OSH_NR_ACCT_EVENTS];
-	/* per design: reparenting cost with and without the objcg indirection */
+	/* per design: reparenting cost with and without the objcg indirection
+	 * (objcg->memcg swaps, and the objects a design without objcgs would
+	 * have had to re-point); the stats file shows their sums
+	 */
 	atomic_long_t objcgs_swapped[OSH_MAX_DESIGNS];
 	atomic_long_t objects_repointed[OSH_MAX_DESIGNS];
 	bool tearing_down;		/* objects are being forgotten */

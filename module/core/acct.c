@@ -271,8 +271,6 @@ void osh_acct_memcg_offline(struct osh_acct *acct, struct osh_memcg *memcg)
 			   &pmd->charged_bytes);
 
 		osh_event(acct, OSH_EV_REPARENT_OPS, 1);
-		osh_event(acct, OSH_EV_OBJCGS_SWAPPED, swapped);
-		osh_event(acct, OSH_EV_OBJECTS_REPOINTED, objects);
 		atomic_long_add(swapped, &acct->objcgs_swapped[d]);
 		atomic_long_add(objects, &acct->objects_repointed[d]);
 		/* the swapped objcgs' references on this memcg */
@@ -357,6 +355,29 @@ struct osh_objcg *osh_objcg_tryget_active(struct osh_acct *acct,
 }
 
 /**
+ * osh_objcg_walk() - first live objcg from @memcg up, below the root
+ * @acct: accounting state
+ * @d: design index
+ * @memcg: where to start
+ * @node: node for per-node designs
+ *
+ * Context: rcu_read_lock().
+ * Return: a referenced objcg, or NULL when only the root is left.
+ */
+struct osh_objcg *osh_objcg_walk(struct osh_acct *acct, unsigned int d,
+				 struct osh_memcg *memcg, int node)
+{
+	for (; memcg && !osh_memcg_is_root(memcg); memcg = memcg->parent) {
+		struct osh_objcg *objcg;
+
+		objcg = osh_objcg_tryget_active(acct, d, memcg, node);
+		if (objcg)
+			return objcg;
+	}
+	return NULL;
+}
+
+/**
  * osh_acct_pick_objcg() - __get_obj_cgroup_from_memcg() for design @d
  * @acct: accounting state
  * @d: design index
@@ -373,15 +394,11 @@ struct osh_objcg *osh_acct_pick_objcg(struct osh_acct *acct, unsigned int d,
 				      struct osh_cpu_ctx *ctx,
 				      struct osh_memcg *memcg)
 {
-	for (; memcg && !osh_memcg_is_root(memcg); memcg = memcg->parent) {
-		struct osh_objcg *objcg;
+	struct osh_objcg *objcg = osh_objcg_walk(acct, d, memcg, ctx->node);
 
-		objcg = osh_objcg_tryget_active(acct, d, memcg, ctx->node);
-		if (objcg)
-			return objcg;
-	}
-	ctx->cnt[d].root_bypass++;
-	return NULL;
+	if (!objcg)
+		ctx->cnt[d].root_bypass++;
+	return objcg;
 }
 
 /* --- objects ---------------------------------------------------------------- */

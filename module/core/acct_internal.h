@@ -13,6 +13,8 @@ static inline struct osh_mdesign *osh_objcg_mdesign(struct osh_objcg *objcg)
 	return READ_ONCE(objcg->memcg)->design[objcg->design];
 }
 
+struct osh_objcg *osh_objcg_walk(struct osh_acct *acct, unsigned int d,
+				 struct osh_memcg *memcg, int node);
 void osh_charge_pages(struct osh_acct *acct, unsigned int d,
 		      struct osh_cpu_ctx *ctx, struct osh_objcg *objcg,
 		      unsigned int nr_pages);

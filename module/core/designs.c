@@ -223,18 +223,23 @@ void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
 		[OSH_EV_PAGE_STALE] = "stale_pages_replaced",
 		[OSH_EV_OBJCG_ALLOC_FAILED] = "objcg_alloc_failed",
 		[OSH_EV_REPARENT_OPS] = "reparent_ops",
-		[OSH_EV_OBJCGS_SWAPPED] = "objcgs_swapped",
-		[OSH_EV_OBJECTS_REPOINTED] = "objects_repointed_without_objcg",
 		[OSH_EV_NO_PARENT] = "offline_without_parent",
 		[OSH_EV_OBJCG_RELEASED] = "objcgs_released",
 		[OSH_EV_RELEASE_UNCHARGED_PAGES] = "release_uncharged_pages",
 	};
+	long swapped = 0, repointed = 0;
 	unsigned long recursion = 0;
 	unsigned int i, cpu;
 
 	for (i = 0; i < OSH_NR_ACCT_EVENTS; i++)
 		osh_buf_printf(ob, "%s=%ld\n", names[i],
 			       atomic_long_read(&acct->events[i]));
+	for (i = 0; i < acct->nr_designs; i++) {
+		swapped += atomic_long_read(&acct->objcgs_swapped[i]);
+		repointed += atomic_long_read(&acct->objects_repointed[i]);
+	}
+	osh_buf_printf(ob, "objcgs_swapped=%ld\nobjects_repointed_without_objcg=%ld\n",
+		       swapped, repointed);
 	for (cpu = 0; cpu < acct->nr_cpus; cpu++) {
 		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, cpu);
 

@@ -73,20 +73,6 @@ static struct osh_objcg **osh_task_array(unsigned long word)
 	return (struct osh_objcg **)(word & ~OSH_TASK_UPDATE);
 }
 
-/* __get_obj_cgroup_from_memcg() without counting: walk up, stop at root. */
-static struct osh_objcg *osh_walk(struct osh_acct *acct, unsigned int d,
-				  struct osh_memcg *memcg, int node)
-{
-	for (; memcg && memcg->level; memcg = memcg->parent) {
-		struct osh_objcg *objcg;
-
-		objcg = osh_objcg_tryget_active(acct, d, memcg, node);
-		if (objcg)
-			return objcg;
-	}
-	return NULL;
-}
-
 /* current_objcg_update() of v6.7; the node picks v7.1's per-node objcg. */
 static struct osh_objcg *osh_refresh_single(struct osh_acct *acct,
 					    unsigned int d,
@@ -109,7 +95,7 @@ static struct osh_objcg *osh_refresh_single(struct osh_acct *acct,
 		if (retry)
 			ctx->cnt[d].task_retry++;
 		retry = true;
-		objcg = osh_walk(acct, d, task_memcg(arg), ctx->node);
+		objcg = osh_objcg_walk(acct, d, task_memcg(arg), ctx->node);
 	} while (!try_cmpxchg(&task->word[d], &old, (unsigned long)objcg));
 	ctx->cnt[d].task_refresh++;
 	return objcg;
@@ -138,7 +124,7 @@ static struct osh_objcg **osh_refresh_pernode(struct osh_acct *acct,
 		memcg = task_memcg(arg);
 		for (n = 0; n < acct->nr_nodes; n++) {
 			osh_objcg_put(array[n]);
-			array[n] = osh_walk(acct, d, memcg, n);
+			array[n] = osh_objcg_walk(acct, d, memcg, n);
 		}
 	} while (!try_cmpxchg(&task->word[d], &cleared, cleared));
 	ctx->cnt[d].task_refresh++;

@@ -108,8 +108,8 @@ static void test_reparent_then_free(void)
 	CHECK_EQ(fx_stat(10, 0, "objects"), 2);
 	CHECK_EQ(fx_stat(10, 0, "inherited"), 1);
 	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 1000);
-	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCGS_SWAPPED]), 1);
-	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJECTS_REPOINTED]), 2);
+	CHECK_EQ(atomic_long_read(&fx.acct.objcgs_swapped[0]), 1);
+	CHECK_EQ(atomic_long_read(&fx.acct.objects_repointed[0]), 2);
 	/* new allocations of a task still in the dead memcg go to the parent */
 	CHECK_EQ(fx_alloc(1, 11, 0x300, 500, 0, OSH_SLAB_UNRECLAIMABLE), 0);
 	CHECK_EQ(fx_stat(10, 0, "objects"), 3);
