@@ -101,6 +101,21 @@ static void osh_dump_stats(struct osh_buf *ob)
 	osh_kmem_dump_events(ob);
 }
 
+/* Every file is a snapshot of one dump function (formats: README.md). */
+static const struct {
+	const char *name;
+	osh_dump_fn dump;
+} osh_debugfs_files[] = {
+	{ "cgroups", osh_dump_cgroups },
+	{ "hooks", osh_hooks_dump },
+	{ "stats", osh_dump_stats },
+	{ "version", osh_dump_version },
+	{ "kmem", osh_kmem_dump_memcgs },
+	{ "designs", osh_kmem_dump_designs },
+	{ "observed", osh_observed_dump },
+	{ "objects", osh_kmem_dump_objects },
+};
+
 /**
  * osh_debugfs_init() - create /sys/kernel/debug/objcg_shadow/
  *
@@ -109,6 +124,7 @@ static void osh_dump_stats(struct osh_buf *ob)
 int osh_debugfs_init(void)
 {
 	struct dentry *dir = debugfs_create_dir(KBUILD_MODNAME, NULL);
+	size_t i;
 
 	if (IS_ERR(dir)) {
 		pr_err("cannot create debugfs directory: error %ld\n",
@@ -116,22 +132,10 @@ int osh_debugfs_init(void)
 		return -ENODEV;
 	}
 	osh_debugfs_dir = dir;
-	debugfs_create_file("cgroups", 0444, dir, osh_dump_cgroups,
-			    &osh_snapshot_fops);
-	debugfs_create_file("hooks", 0444, dir, osh_hooks_dump,
-			    &osh_snapshot_fops);
-	debugfs_create_file("stats", 0444, dir, osh_dump_stats,
-			    &osh_snapshot_fops);
-	debugfs_create_file("version", 0444, dir, osh_dump_version,
-			    &osh_snapshot_fops);
-	debugfs_create_file("kmem", 0444, dir, osh_kmem_dump_memcgs,
-			    &osh_snapshot_fops);
-	debugfs_create_file("designs", 0444, dir, osh_kmem_dump_designs,
-			    &osh_snapshot_fops);
-	debugfs_create_file("observed", 0444, dir, osh_observed_dump,
-			    &osh_snapshot_fops);
-	debugfs_create_file("objects", 0444, dir, osh_kmem_dump_objects,
-			    &osh_snapshot_fops);
+	for (i = 0; i < ARRAY_SIZE(osh_debugfs_files); i++)
+		debugfs_create_file(osh_debugfs_files[i].name, 0444, dir,
+				    osh_debugfs_files[i].dump,
+				    &osh_snapshot_fops);
 	return 0;
 }
 

@@ -173,6 +173,11 @@ static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
 	return container_of(krp, struct osh_hook, krp);
 }
 
+static struct osh_hook *osh_kretprobe_hook(struct kretprobe_instance *ri)
+{
+	return container_of(get_kretprobe(ri), struct osh_hook, krp);
+}
+
 static int osh_online_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	*(unsigned long *)ri->data = osh_regs_arg(regs, 0);
@@ -182,8 +187,7 @@ static int osh_online_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 static int osh_online_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct cgroup_subsys_state *css = *(void **)ri->data;
-	struct osh_hook *hook = container_of(get_kretprobe(ri),
-					     struct osh_hook, krp);
+	struct osh_hook *hook = osh_kretprobe_hook(ri);
 
 	osh_hit(hook);
 	if (regs_return_value(regs)) {
@@ -250,7 +254,7 @@ static int osh_charge_page_ret(struct kretprobe_instance *ri,
 {
 	struct osh_page_call *call = (void *)ri->data;
 
-	osh_hit(container_of(get_kretprobe(ri), struct osh_hook, krp));
+	osh_hit(osh_kretprobe_hook(ri));
 	if (!regs_return_value(regs))
 		osh_kmem_page_charged(call->page, call->order);
 	return 0;
@@ -299,7 +303,7 @@ static int osh_pcpu_alloc_ret(struct kretprobe_instance *ri,
 	struct osh_pcpu_call *call = (void *)ri->data;
 	void __percpu *ptr = (void __percpu *)regs_return_value(regs);
 
-	osh_hit(container_of(get_kretprobe(ri), struct osh_hook, krp));
+	osh_hit(osh_kretprobe_hook(ri));
 	/* gfp as pcpu_alloc() sees it: current_gfp_context() keeps ACCOUNT */
 	if (ptr && (call->gfp & __GFP_ACCOUNT) && memcg_kmem_enabled())
 		osh_kmem_percpu_alloc(ptr, osh_pcpu_aligned_size(call->size));
@@ -632,20 +636,9 @@ void osh_hooks_dump(struct osh_buf *ob)
  */
 void osh_events_dump(struct osh_buf *ob)
 {
-	struct osh_events sum = {};
-	int cpu;
+	struct osh_events sum;
 
-	for_each_possible_cpu(cpu) {
-		const struct osh_events *ev = per_cpu_ptr(&osh_events, cpu);
-
-		sum.kmem_alloc_accounted += ev->kmem_alloc_accounted;
-		sum.kmem_alloc_failed += ev->kmem_alloc_failed;
-		sum.memcg_online_failed += ev->memcg_online_failed;
-		sum.observed_charge_ops += ev->observed_charge_ops;
-		sum.observed_charge_pages += ev->observed_charge_pages;
-		sum.observed_uncharge_ops += ev->observed_uncharge_ops;
-		sum.observed_uncharge_pages += ev->observed_uncharge_pages;
-	}
+	osh_sum_percpu_counters(&sum, &osh_events, sizeof(sum));
 	osh_buf_printf(ob, "kmem_alloc_accounted=%lu\n", sum.kmem_alloc_accounted);
 	osh_buf_printf(ob, "kmem_alloc_failed=%lu\n", sum.kmem_alloc_failed);
 	osh_buf_printf(ob, "memcg_online_failed=%lu\n", sum.memcg_online_failed);
@@ -671,17 +664,9 @@ static unsigned long osh_hook_hits(const char *name)
  */
 void osh_observed_dump(struct osh_buf *ob)
 {
-	struct osh_events sum = {};
-	int cpu;
+	struct osh_events sum;
 
-	for_each_possible_cpu(cpu) {
-		const struct osh_events *ev = per_cpu_ptr(&osh_events, cpu);
-
-		sum.observed_charge_ops += ev->observed_charge_ops;
-		sum.observed_charge_pages += ev->observed_charge_pages;
-		sum.observed_uncharge_ops += ev->observed_uncharge_ops;
-		sum.observed_uncharge_pages += ev->observed_uncharge_pages;
-	}
+	osh_sum_percpu_counters(&sum, &osh_events, sizeof(sum));
 	osh_buf_printf(ob, "design=observed drain_obj_stock=%lu drain_local_stock=%lu",
 		       osh_hook_hits("drain_obj_stock"),
 		       osh_hook_hits("drain_local_stock"));

@@ -74,6 +74,30 @@ static void osh_leave(struct osh_cpu_ctx *ctx, unsigned long flags)
 	local_irq_restore(flags);
 }
 
+/*
+ * Remove the shadow entry of @key with @remove on this CPU's context.
+ * Return: whether the entry was there; true also when the context was
+ * busy (counted as recursion), so the caller counts nothing more.
+ */
+static bool osh_uncharge_on_this_cpu(bool (*remove)(struct osh_acct *acct,
+						    struct osh_cpu_ctx *ctx,
+						    unsigned long key),
+				     unsigned long key)
+{
+	struct osh_cpu_ctx *ctx;
+	unsigned long flags;
+	bool found;
+
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return true;
+	rcu_read_lock();
+	found = remove(&osh_acct, ctx, key);
+	rcu_read_unlock();
+	osh_leave(ctx, flags);
+	return found;
+}
+
 /* The shadow memcg the kernel charges for the current context, or NULL. */
 static struct osh_memcg *osh_current_shadow(struct mem_cgroup **kmemcg)
 {
@@ -308,21 +332,11 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
  */
 void osh_kmem_slab_free(const void *ptr)
 {
-	struct osh_cpu_ctx *ctx;
 	struct kmem_cache *s;
-	unsigned long flags;
-	bool found;
 
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
-	ctx = osh_enter(&flags);
-	if (!ctx)
-		return;
-	rcu_read_lock();
-	found = osh_acct_slab_free(&osh_acct, ctx, (unsigned long)ptr);
-	rcu_read_unlock();
-	osh_leave(ctx, flags);
-	if (found)
+	if (osh_uncharge_on_this_cpu(osh_acct_slab_free, (unsigned long)ptr))
 		return;
 	s = osh_obj_cache(ptr);
 	if (s && osh_kernel_obj_objcg(ptr, s))
@@ -358,18 +372,8 @@ void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size)
  */
 void osh_kmem_percpu_free(void __percpu *ptr)
 {
-	struct osh_cpu_ctx *ctx;
-	unsigned long flags;
-
-	if (!ptr)
-		return;
-	ctx = osh_enter(&flags);
-	if (!ctx)
-		return;
-	rcu_read_lock();
-	osh_acct_slab_free(&osh_acct, ctx, (unsigned long)ptr);
-	rcu_read_unlock();
-	osh_leave(ctx, flags);
+	if (ptr)
+		osh_uncharge_on_this_cpu(osh_acct_slab_free, (unsigned long)ptr);
 }
 
 /**
@@ -398,18 +402,8 @@ void osh_kmem_page_charged(struct page *page, unsigned int order)
  */
 void osh_kmem_page_uncharging(struct page *page)
 {
-	struct osh_cpu_ctx *ctx;
-	unsigned long flags;
-	bool found;
-
-	ctx = osh_enter(&flags);
-	if (!ctx)
-		return;
-	rcu_read_lock();
-	found = osh_acct_page_free(&osh_acct, ctx, (unsigned long)page);
-	rcu_read_unlock();
-	osh_leave(ctx, flags);
-	if (!found && osh_kernel_page_objcg(page))
+	if (!osh_uncharge_on_this_cpu(osh_acct_page_free, (unsigned long)page) &&
+	    osh_kernel_page_objcg(page))
 		atomic_long_inc(&osh_acct.events[OSH_EV_PAGE_UNTRACKED_FREE]);
 }
 
@@ -633,24 +627,35 @@ void osh_kmem_exit(void)
 }
 
 /**
+ * osh_sum_percpu_counters() - sum a per-CPU struct of counters
+ * @sum: output, @size bytes
+ * @pcp: the per-CPU struct, made only of unsigned long counters
+ * @size: its size
+ */
+void osh_sum_percpu_counters(void *sum, const void __percpu *pcp, size_t size)
+{
+	unsigned long *out = sum;
+	size_t i;
+	int cpu;
+
+	memset(out, 0, size);
+	for_each_possible_cpu(cpu) {
+		const unsigned long *in = per_cpu_ptr(pcp, cpu);
+
+		for (i = 0; i < size / sizeof(long); i++)
+			out[i] += READ_ONCE(in[i]);
+	}
+}
+
+/**
  * osh_kmem_dump_events() - glue and core event counters, key=value lines
  * @ob: output
  */
 void osh_kmem_dump_events(struct osh_buf *ob)
 {
-	struct osh_kmem_events sum = {};
-	int cpu;
+	struct osh_kmem_events sum;
 
-	for_each_possible_cpu(cpu) {
-		const struct osh_kmem_events *ev = per_cpu_ptr(&osh_kmem_events,
-							       cpu);
-		const unsigned long *in = (const unsigned long *)ev;
-		unsigned long *out = (unsigned long *)&sum;
-		size_t i;
-
-		for (i = 0; i < sizeof(sum) / sizeof(long); i++)
-			out[i] += READ_ONCE(in[i]);
-	}
+	osh_sum_percpu_counters(&sum, &osh_kmem_events, sizeof(sum));
 	osh_buf_printf(ob, "not_ready=%lu\nirq_unattributed=%lu\nbypass_kthread_or_no_mm=%lu\n",
 		       sum.not_ready, sum.irq_unattributed, sum.bypass);
 	osh_buf_printf(ob, "unknown_memcg=%lu\nattribution_checked=%lu\n",

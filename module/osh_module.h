@@ -12,6 +12,9 @@
 
 #define OSH_VERSION	"0.1.0"
 
+void osh_sum_percpu_counters(void *sum, const void __percpu *pcp,
+			     size_t size);
+
 extern struct osh_memcg_tree osh_tree;
 extern struct osh_acct osh_acct;
 
