@@ -160,13 +160,9 @@ def print_table(res: dict, out=sys.stdout) -> None:
     t = res["tracked"]
     print(f"  tracked objects={t.get('tracked_objects')} "
           f"bytes={t.get('tracked_bytes')}", file=out)
-    print("\n" + osh_state_coverage(), file=out)
+    print("\n" + COVERAGE, file=out)
     n_bad = len(res["failed"])
     print(f"\n{len(rows)} comparisons, {n_bad} beyond the bound", file=out)
-
-
-def osh_state_coverage() -> str:
-    return COVERAGE
 
 
 def main(args) -> int:

@@ -10,8 +10,6 @@ against the kernel's own stock operations, counted by kprobes ("observed"):
 """
 from __future__ import annotations
 
-import os
-
 import osh_state
 
 REFERENCE = "v6.1"
@@ -41,27 +39,18 @@ COLUMNS = [
 ]
 
 
+def _counters(rec: dict) -> dict:
+    return {k: osh_state.as_number(v) for k, v in rec.items() if k != "design"}
+
+
 def snapshot(root: str = osh_state.DEBUGFS) -> dict:
-    if not os.path.isdir(root):
-        raise osh_state.StateError(f"{root} not found: is objcg_shadow loaded?")
-    def records(name):
-        with open(os.path.join(root, name)) as f:
-            return osh_state.parse_records(f.read())
-    designs = {}
-    for r in records("designs"):
-        designs[r["design"]] = {k: _int(v) for k, v in r.items()
-                                if k != "design"}
+    osh_state.require_debugfs(root)
+    designs = {r["design"]: _counters(r)
+               for r in osh_state.read_records("designs", root)}
     observed = {}
-    for r in records("observed"):
-        observed = {k: _int(v) for k, v in r.items() if k != "design"}
+    for r in osh_state.read_records("observed", root):
+        observed = _counters(r)
     return {"designs": designs, "observed": observed}
-
-
-def _int(v):
-    try:
-        return int(v)
-    except ValueError:
-        return v
 
 
 def delta(before: dict, after: dict) -> dict:

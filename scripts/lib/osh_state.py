@@ -33,22 +33,42 @@ def parse_records(text: str) -> list[dict]:
     return out
 
 
-def _num(v: str):
+def as_number(v: str):
+    """An integer field as int, anything else unchanged."""
     try:
         return int(v)
     except ValueError:
         return v
 
 
+
+def require_debugfs(root: str = DEBUGFS) -> None:
+    if not os.path.isdir(root):
+        raise StateError(
+            f"{root} not found: is objcg_shadow loaded "
+            "(insmod module/objcg_shadow.ko) and debugfs mounted "
+            "(mount -t debugfs none /sys/kernel/debug)?")
+
+
+def read_records(name: str, root: str = DEBUGFS) -> list[dict]:
+    """The records of one debugfs file, values as strings."""
+    with open(os.path.join(root, name)) as f:
+        return parse_records(f.read())
+
+
+def read_kv(name: str, root: str = DEBUGFS) -> dict:
+    """All key=value fields of one debugfs file, numbers as ints."""
+    out = {}
+    for r in read_records(name, root):
+        out.update({k: as_number(v) for k, v in r.items()})
+    return out
+
+
 class Shadow:
     """One consistent-enough reading of the module's debugfs files."""
 
     def __init__(self, root: str = DEBUGFS):
-        if not os.path.isdir(root):
-            raise StateError(
-                f"{root} not found: is objcg_shadow loaded "
-                "(insmod module/objcg_shadow.ko) and debugfs mounted "
-                "(mount -t debugfs none /sys/kernel/debug)?")
+        require_debugfs(root)
         self.root = root
         self.version = self._kv("version")
         self.stats = self._kv("stats")
@@ -56,23 +76,16 @@ class Shadow:
         self.kmem: dict[str, dict[int, dict]] = {}
         for r in self._records("kmem"):
             self.kmem.setdefault(r["design"], {})[int(r["id"])] = {
-                k: _num(v) for k, v in r.items()}
-        self.designs = {r["design"]: {k: _num(v) for k, v in r.items()}
+                k: as_number(v) for k, v in r.items()}
+        self.designs = {r["design"]: {k: as_number(v) for k, v in r.items()}
                         for r in self._records("designs")}
         self.objects = self._kv("objects")
 
-    def _read(self, name: str) -> str:
-        with open(os.path.join(self.root, name)) as f:
-            return f.read()
-
     def _records(self, name: str) -> list[dict]:
-        return parse_records(self._read(name))
+        return read_records(name, self.root)
 
     def _kv(self, name: str) -> dict:
-        out = {}
-        for r in self._records(name):
-            out.update({k: _num(v) for k, v in r.items()})
-        return out
+        return read_kv(name, self.root)
 
     @property
     def page_size(self) -> int:

@@ -5,7 +5,6 @@ Tests are plain functions named test_*; run_tests() prints one
 "PASS name" / "FAIL name: why" line per test, which tests/run counts.
 """
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -14,9 +13,10 @@ import traceback
 
 REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
+import osh_state  # noqa: E402
 MODULE = os.path.join(REPO, "module", "objcg_shadow.ko")
 KMEMLOAD = os.path.join(REPO, "tests", "workloads", "kmemload")
-DEBUGFS = "/sys/kernel/debug/objcg_shadow"
 CGROOT = "/sys/fs/cgroup"
 
 
@@ -80,37 +80,10 @@ def dmesg_mark():
     return lambda: "\n".join(dmesg().splitlines()[before:])
 
 
-# --- debugfs -----------------------------------------------------------------
+# --- debugfs: read with the tools' own parser -------------------------------
 
-def unescape(value):
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), value)
-
-
-def parse_kv_line(line):
-    rec = {}
-    for field in line.split():
-        key, _, value = field.partition("=")
-        rec[key] = unescape(value)
-    return rec
-
-
-def read_records(name):
-    with open(os.path.join(DEBUGFS, name)) as f:
-        return [parse_kv_line(l) for l in f.read().splitlines() if l.strip()]
-
-
-def _num(v):
-    try:
-        return int(v)
-    except ValueError:
-        return v
-
-
-def read_kv(name):
-    out = {}
-    for rec in read_records(name):
-        out.update({k: _num(v) for k, v in rec.items()})
-    return out
+read_records = osh_state.read_records
+read_kv = osh_state.read_kv
 
 
 def shadow_cgroups():
