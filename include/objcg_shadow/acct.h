@@ -101,6 +101,7 @@ struct osh_dcounters {
 	unsigned long stock_hits;	/* charge served from the stock */
 	unsigned long stock_misses;	/* charge needed page charging */
 	unsigned long drain_objcg;	/* slot drained: objcg switch */
+	unsigned long drain_on_free;	/* of which a free switched it */
 	unsigned long drain_node;	/* vmstat flushed: node switch */
 	unsigned long drain_explicit;	/* drained on request */
 	unsigned long charge_ops;	/* page counter charges */

@@ -434,6 +434,7 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 
 	for (d = 0; d < acct->nr_designs; d++) {
 		struct osh_objcg *objcg = info->objcg[d];
+		unsigned long drains = ctx->cnt[d].drain_objcg;
 
 		if (!objcg)
 			continue;
@@ -443,6 +444,8 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 					    info->type, -(int)info->size);
 			atomic_long_dec(&objcg->nr_objects);
 		}
+		/* per-node objcgs pay here for objects freed on another node */
+		ctx->cnt[d].drain_on_free += ctx->cnt[d].drain_objcg - drains;
 		atomic_long_sub(info->size, osh_objcg_stat(objcg, info->node,
 							   osh_stat_of(info->type)));
 		ctx->cnt[d].frees++;

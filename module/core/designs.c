@@ -164,7 +164,8 @@ static const struct {
 } osh_dcounter_fields[] = {
 	OSH_DCOUNTER(allocs), OSH_DCOUNTER(frees),
 	OSH_DCOUNTER(stock_hits), OSH_DCOUNTER(stock_misses),
-	OSH_DCOUNTER(drain_objcg), OSH_DCOUNTER(drain_node),
+	OSH_DCOUNTER(drain_objcg), OSH_DCOUNTER(drain_on_free),
+	OSH_DCOUNTER(drain_node),
 	OSH_DCOUNTER(drain_explicit),
 	OSH_DCOUNTER(charge_ops), OSH_DCOUNTER(charge_pages),
 	OSH_DCOUNTER(uncharge_ops), OSH_DCOUNTER(uncharge_pages),

@@ -24,6 +24,7 @@ COLUMNS = [
     ("allocs", "allocs", False),
     ("stock miss", "stock_misses", True),
     ("drains", "drain_objcg", True),
+    ("on free", "drain_on_free", True),
     ("node flush", "drain_node", True),
     ("explicit", "drain_explicit", True),
     ("charges", "charge_ops", True),

@@ -167,10 +167,24 @@ static void test_switch_shape_drains(void)
 	CHECK(c[1].remote_objcg_cpu >= 200);
 	for (i = 0; i < 4; i++)
 		osh_task_release(&fx.acct, t[i]);
+	/*
+	 * Freed on one CPU of node 0, newest first: the warm-up objects of
+	 * node 1 alternate with node 0's, so the per-node designs drain on
+	 * free while v6.7's one objcg per memcg does not.
+	 */
 	while (p > 0x100000) {
 		fx_free_obj(1, p);
 		p -= 64;
 	}
+	for (i = 0; i < 4; i++) {
+		unsigned long before = c[i].drain_on_free;
+
+		osh_acct_sum_counters(&fx.acct, i, &c[i]);
+		CHECK_EQ(before, 0);
+	}
+	CHECK_EQ(c[0].drain_on_free, 0);
+	CHECK(c[2].drain_on_free >= 3);
+	CHECK(c[2].drain_on_free <= c[2].drain_objcg);
 	fx_teardown();
 }
 
