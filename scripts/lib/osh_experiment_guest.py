@@ -3,6 +3,10 @@
 """Experiments, guest side: set up the cgroup layout, snapshot per-design
 metrics, run the workload, snapshot again, write the delta as JSON.
 
+The snapshots bracket the whole workload, except where the workload has
+a phase of its own to measure (switch: the turns on one CPU, without the
+warm-up and the exit that free objects on other CPUs).
+
 usage: osh_experiment_guest.py NAME [--json PATH]
 """
 import argparse
@@ -39,18 +43,69 @@ def run(cmd):
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
-def exp_switch(scale):
+class Window:
+    """The measured window: per-design snapshots at open() and close()."""
+
+    def __init__(self):
+        self.before = self.after = None
+
+    def open(self):
+        self.before = osh_designs.snapshot()
+
+    def close(self):
+        self.after = osh_designs.snapshot()
+
+    def delta(self):
+        return osh_designs.delta(self.before, self.after)
+
+
+def measure(fn, scale=1.0):
+    """Run experiment @fn; return (its description, the window's delta)."""
+    w = Window()
+    w.open()
+    what = fn(scale, w)
+    if w.after is None:
+        w.close()
+    return what, w.delta()
+
+
+def run_phased(cmd, window, start, end):
+    """Run a --pause workload: open the window at the PHASE line @start,
+    close it at @end, letting the workload go on after each."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         text=True)
+    seen = []
+    for line in p.stdout:
+        word = line.split()[1] if line.startswith("PHASE ") else None
+        if word in (start, end):
+            seen.append(word)
+            if word == start:
+                window.open()
+            else:
+                window.close()
+            p.stdin.write("\n")
+            p.stdin.flush()
+    p.stdin.close()
+    if p.wait() or seen != [start, end]:
+        raise RuntimeError("%s failed (exit %d, phases seen %s)" %
+                           (cmd[0], p.returncode, seen))
+
+
+def exp_switch(scale, window):
     """Tasks of one memcg warm up on alternating nodes, then take turns on
-    CPU 0 while allocating: upstream's stress-ng switch regression shape."""
+    CPU 0 while allocating: upstream's stress-ng switch regression shape.
+    Measured: the turns only."""
     cg = mkcg("exp/switch")
-    run([os.path.join(WL, "switchload"), "--cgroup", cg, "--threads", "4",
-         "--warm", "200", "--rounds", str(int(1500 * scale)),
-         "--allocs", "4", "--cpu", "0"])
+    run_phased([os.path.join(WL, "switchload"), "--cgroup", cg,
+                "--threads", "4", "--warm", "200",
+                "--rounds", str(int(1500 * scale)), "--allocs", "4",
+                "--cpu", "0", "--pause"], window, "warm-done", "switch-done")
     return "4 threads, warm-up on nodes 0/1, then %d token rounds on CPU 0, " \
-           "4 file allocations per turn" % int(1500 * scale)
+           "4 file allocations per turn (measured: the rounds)" % \
+           int(1500 * scale)
 
 
-def exp_memcgs(scale):
+def exp_memcgs(scale, window):
     """Tasks of two memcgs take turns on CPU 0: every turn switches the
     objcg, so even the 6.1 stock drains; the fidelity workload."""
     a, b = mkcg("exp/ma"), mkcg("exp/mb")
@@ -61,7 +116,7 @@ def exp_memcgs(scale):
            "file allocations per turn" % int(1500 * scale)
 
 
-def exp_reparent(scale):
+def exp_reparent(scale, window):
     """Short-lived child cgroups each leave dentries and inodes behind."""
     mkcg("exp/rep", children=True)
     os.makedirs("/mnt/rep", exist_ok=True)
@@ -75,7 +130,7 @@ def exp_reparent(scale):
     return "%d child cgroups, each creating 300 files kept after rmdir" % n
 
 
-def exp_crossnode(scale):
+def exp_crossnode(scale, window):
     """One task alternating between the nodes' CPUs while allocating."""
     cg = mkcg("exp/cross")
     run([os.path.join(WL, "kmemload"), "--quiet", "--cgroup", cg,
@@ -97,12 +152,9 @@ def main():
     args = ap.parse_args()
     write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
     mkcg("exp", children=True)
-    before = osh_designs.snapshot()
     t0 = time.monotonic()
-    what = EXPERIMENTS[args.name](args.scale)
+    what, d = measure(EXPERIMENTS[args.name], args.scale)
     seconds = time.monotonic() - t0
-    after = osh_designs.snapshot()
-    d = osh_designs.delta(before, after)
     result = {"experiment": args.name, "workload": what,
               "seconds": round(seconds, 1), "delta": d,
               "agreement": osh_designs.agreement(d)}

@@ -21,12 +21,6 @@ import osh_state  # noqa: E402
 ALL = "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey"
 
 
-def measure(fn, *args):
-    before = osh_designs.snapshot()
-    fn(*args)
-    return osh_designs.delta(before, osh_designs.snapshot())
-
-
 def setup():
     cg_rmdir_tree("exp")
     enable_memory("/")
@@ -41,14 +35,15 @@ def test_switch_drains_v71_vs_pernode():
     insmod("designs=" + ALL)
     try:
         setup()
-        d = measure(exp.exp_switch, 1.0)
+        _what, d = exp.measure(exp.exp_switch)
         v61, v67, v71, pn = (drains(d, n) for n in ("v6.1", "v6.7", "v7.1",
                                                      "pernode"))
         allocs = d["designs"]["v7.1"]["allocs"]
         print("METRIC switch allocs=%d drains v6.1=%d v6.7=%d v7.1=%d "
-              "pernode=%d v7.1+stock2=%d" % (allocs, v61, v67, v71, pn,
-                                              drains(d, "v7.1+stock2")),
-              flush=True)
+              "pernode=%d (on free %d) v7.1+stock2=%d" %
+              (allocs, v61, v67, v71, pn,
+               d["designs"]["pernode"]["drain_on_free"],
+               drains(d, "v7.1+stock2")), flush=True)
         check(allocs > 20000, "too few allocations: %d" % allocs)
         # the regression: v7.1 drains at (almost) every turn
         check(v71 >= 0.3 * allocs, "v7.1 drained only %d times" % v71)
@@ -76,7 +71,7 @@ def test_fidelity_to_running_kernel():
                      ("crossnode", exp.exp_crossnode),
                      ("reparent", exp.exp_reparent)]
         for name, fn in workloads:
-            d = measure(fn, 1.0)
+            _what, d = exp.measure(fn)
             agr = osh_designs.agreement(d)
             for what, a in agr.items():
                 print("METRIC fidelity %s %s simulated=%d observed=%d "

@@ -12,8 +12,12 @@
  * drains even the 6.1 stock at every turn.
  *
  * usage: switchload [--threads N] [--warm K] [--rounds R] [--allocs A]
- *                   [--cpu C] [--cgroup PATH | --cgroups P1,P2,...]
- * Prints "PHASE warm-done" and "PHASE switch-done" lines on stdout.
+ *                   [--cpu C] [--cgroup PATH | --cgroups P1,P2,...] [--pause]
+ * Prints "PHASE warm-done" (warmed up, all on the ring CPU, no turn taken
+ * yet) and "PHASE switch-done" (all turns taken, no worker exited yet) on
+ * stdout.  With --pause it then waits for a line on stdin, so that a
+ * caller can measure the switch phase alone: warm-up and exit free
+ * objects on other CPUs, which per-node designs pay for as drains.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -32,7 +36,8 @@
 static int nthreads = 4, warm = 200, rounds = 2000, allocs = 4, ring_cpu;
 static int node_cpu[2] = { -1, -1 };
 static int ring[MAX_THREADS][2];
-static pthread_barrier_t warm_done;
+static pthread_barrier_t phase_barrier;
+static int pause_for_input;
 static char *cgroups[MAX_THREADS];
 static int ncgroups;
 static int ready_pipe[2], go_pipe[MAX_THREADS][2];
@@ -47,7 +52,8 @@ static void usage(void)
 {
 	fprintf(stderr,
 		"usage: switchload [--threads N (2..%d)] [--warm K] [--rounds R]\n"
-		"                  [--allocs A] [--cpu C] [--cgroup PATH]\n",
+		"                  [--allocs A] [--cpu C] [--cgroup PATH |\n"
+		"                  --cgroups P1,P2,...] [--pause]\n",
 		MAX_THREADS);
 	exit(2);
 }
@@ -93,17 +99,89 @@ static int first_cpu_of(int node)
 
 static void join_cgroup(const char *dir);
 
-/* Between phases: a barrier for threads, pipes for processes. */
+/*
+ * Between phases the workers report ready and wait for the main thread's
+ * go: two barriers for threads, pipes for processes.
+ */
 static void phase_wait(long i)
 {
 	char b = 'r';
 
 	if (!ncgroups) {
-		pthread_barrier_wait(&warm_done);
+		pthread_barrier_wait(&phase_barrier);
+		pthread_barrier_wait(&phase_barrier);
 		return;
 	}
 	if (write(ready_pipe[1], &b, 1) != 1 || read(go_pipe[i][0], &b, 1) != 1)
 		die("phase pipes");
+}
+
+static void phase_gather(void)
+{
+	char b;
+	int i;
+
+	if (!ncgroups) {
+		pthread_barrier_wait(&phase_barrier);
+		return;
+	}
+	for (i = 0; i < nthreads; i++) {
+		if (read(ready_pipe[0], &b, 1) != 1) {
+			fprintf(stderr, "switchload: a worker exited early\n");
+			exit(1);
+		}
+	}
+}
+
+static void phase_release(void)
+{
+	char b = 'g';
+	int i;
+
+	if (!ncgroups) {
+		pthread_barrier_wait(&phase_barrier);
+		return;
+	}
+	for (i = 0; i < nthreads; i++)
+		if (write(go_pipe[i][1], &b, 1) != 1)
+			die("write go");
+}
+
+static void phase_print_and_pause(const char *line)
+{
+	char buf[64];
+
+	printf("PHASE %s\n", line);
+	fflush(stdout);
+	if (pause_for_input && !fgets(buf, sizeof(buf), stdin)) {
+		fprintf(stderr, "switchload: stdin closed during --pause\n");
+		exit(1);
+	}
+}
+
+/*
+ * The main thread's side of the three phase changes: warmed up, pinned
+ * to the ring CPU (measurement starts), all turns taken (it ends).
+ */
+static void run_phases(void)
+{
+	char token = 't', line[96];
+
+	phase_gather();
+	phase_release();
+	phase_gather();
+	snprintf(line, sizeof(line), "warm-done %s=%d nodes=%d,%d",
+		 ncgroups ? "processes" : "threads", nthreads, node_cpu[0],
+		 node_cpu[1]);
+	phase_print_and_pause(line);
+	if (write(ring[0][1], &token, 1) != 1)
+		die("write first token");
+	phase_release();
+	phase_gather();
+	snprintf(line, sizeof(line), "switch-done rounds=%d allocs=%d", rounds,
+		 allocs);
+	phase_print_and_pause(line);
+	phase_release();
 }
 
 static void *worker(void *arg)
@@ -129,6 +207,7 @@ static void *worker(void *arg)
 		if (write(ring[(i + 1) % nthreads][1], &token, 1) != 1)
 			die("write token");
 	}
+	phase_wait(i);
 	return NULL;
 }
 
@@ -162,15 +241,14 @@ int main(int argc, char **argv)
 		{ "threads", 1, NULL, 't' }, { "warm", 1, NULL, 'w' },
 		{ "rounds", 1, NULL, 'r' }, { "allocs", 1, NULL, 'a' },
 		{ "cpu", 1, NULL, 'c' }, { "cgroup", 1, NULL, 'g' },
-		{ "cgroups", 1, NULL, 'G' },
+		{ "cgroups", 1, NULL, 'G' }, { "pause", 0, NULL, 'p' },
 		{ "help", 0, NULL, 'h' }, { NULL, 0, NULL, 0 },
 	};
 	pthread_t th[MAX_THREADS];
-	char token = 't';
 	long i;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "t:w:r:a:c:g:G:h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:w:r:a:c:g:G:ph", opts, NULL)) != -1) {
 		switch (c) {
 		case 't': nthreads = number(optarg, 2, MAX_THREADS); break;
 		case 'w': warm = number(optarg, 0, 1 << 24); break;
@@ -178,6 +256,7 @@ int main(int argc, char **argv)
 		case 'a': allocs = number(optarg, 1, 1 << 16); break;
 		case 'c': ring_cpu = number(optarg, 0, CPU_SETSIZE - 1); break;
 		case 'g': join_cgroup(optarg); break;
+		case 'p': pause_for_input = 1; break;
 		case 'G':
 			for (char *tok = strtok(optarg, ","); tok && ncgroups < MAX_THREADS;
 			     tok = strtok(NULL, ","))
@@ -211,23 +290,9 @@ int main(int argc, char **argv)
 				_exit(0);
 			}
 		}
-		for (c = 0; c < 2; c++) {
-			char b;
-
-			for (i = 0; i < nthreads; i++)
-				if (read(ready_pipe[0], &b, 1) != 1)
-					die("read ready");
-			if (!c) {
-				printf("PHASE warm-done processes=%d cgroups=%d\n",
-				       nthreads, ncgroups);
-				fflush(stdout);
-			}
-			for (i = 0; i < nthreads; i++)
-				if (write(go_pipe[i][1], &b, 1) != 1)
-					die("write go");
-		}
-		if (write(ring[0][1], &token, 1) != 1)
-			die("write first token");
+		/* a worker that dies before its ready makes phase_gather() fail */
+		close(ready_pipe[1]);
+		run_phases();
 		for (i = 0; i < nthreads; i++) {
 			int status;
 
@@ -235,23 +300,15 @@ int main(int argc, char **argv)
 			    WEXITSTATUS(status))
 				die("a worker failed");
 		}
-		printf("PHASE switch-done rounds=%d allocs=%d\n", rounds, allocs);
 		return 0;
 	}
-	if (pthread_barrier_init(&warm_done, NULL, nthreads + 1))
+	if (pthread_barrier_init(&phase_barrier, NULL, nthreads + 1))
 		die("pthread_barrier_init");
 	for (i = 0; i < nthreads; i++)
 		if ((errno = pthread_create(&th[i], NULL, worker, (void *)i)))
 			die("pthread_create");
-	pthread_barrier_wait(&warm_done);
-	printf("PHASE warm-done threads=%d nodes=%d,%d\n", nthreads,
-	       node_cpu[0], node_cpu[1]);
-	fflush(stdout);
-	pthread_barrier_wait(&warm_done);
-	if (write(ring[0][1], &token, 1) != 1)
-		die("write first token");
+	run_phases();
 	for (i = 0; i < nthreads; i++)
 		pthread_join(th[i], NULL);
-	printf("PHASE switch-done rounds=%d allocs=%d\n", rounds, allocs);
 	return 0;
 }
