@@ -22,17 +22,7 @@ PLOT_KEYS = [("drains", "drain_objcg"), ("charges", "charge_ops"),
 
 
 def plot(result: dict, path: Path) -> bool:
-    osh_vm.ensure_packages(["python3-matplotlib"])
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        # the Debian package lands in the system python's path
-        sys.path.append("/usr/lib/python3/dist-packages")
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    plt = osh_vm.pyplot()
     d = result["delta"]["designs"]
     names = list(d)
     fig, ax = plt.subplots(figsize=(11, 4.8))

@@ -149,6 +149,20 @@ def ensure_packages(pkgs: list[str]) -> None:
         raise VMError("apt-get install %s failed" % " ".join(missing), detail=r.stdout)
 
 
+def pyplot():
+    """matplotlib.pyplot with the Agg backend, installing Debian's package
+    if needed (it lands in the system python's path, not a venv's)."""
+    ensure_packages(["python3-matplotlib"])
+    try:
+        import matplotlib
+    except ImportError:
+        sys.path.append("/usr/lib/python3/dist-packages")
+        import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
 # --------------------------------------------------------------------------
 # guest kernel
 
