@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 """A/B designs in the guest: the switch regression shape, fidelity of the
 v6.1 design to the running kernel, and compare for every design."""
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 from osh_guest import (Workload, cg_mkdir, cg_rmdir_tree, check,  # noqa: E402
                        dmesg_mark, enable_memory, ensure_unloaded, insmod,
                        module_loaded, read_kv, run_tests)
+import osh_bench  # noqa: E402
 import osh_compare  # noqa: E402
 import osh_designs  # noqa: E402
 import osh_experiment_guest as exp  # noqa: E402
@@ -164,6 +166,40 @@ def test_bad_designs_refused():
         check(names == ["v7.1+stock4+memcgkey"], "designs: %s" % names)
     finally:
         ensure_unloaded()
+
+
+def test_bench_tool_pairs_samples():
+    """objcg-shadow bench's guest side: every configuration timed once per
+    repetition, the module left unloaded, a refused design reported."""
+    ensure_unloaded()
+    out = "/tmp/bench.json"
+    guest = os.path.join(HERE, "..", "..", "scripts", "lib",
+                         "osh_bench_guest.py")
+    p = subprocess.run(["python3", guest, "--reps", "2", "--workloads",
+                        "pipe,thread", "--config", "off", "--config", "v6.1",
+                        "--json", out], capture_output=True, text=True)
+    check(p.returncode == 0, "bench guest failed: %s" % p.stderr[-2000:])
+    check(not module_loaded(), "bench left the module loaded")
+    with open(out) as f:
+        result = json.load(f)
+    for w in ("pipe", "thread"):
+        for c in ("off", "v6.1"):
+            t = result["samples"][w][c]
+            check(len(t) == 2 and all(0 < x < 120 for x in t),
+                  "%s/%s samples: %s" % (w, c, t))
+    rows = {(r["workload"], r["config"]): r
+            for r in osh_bench.summarize(result)}
+    r = rows[("pipe", "v6.1")]
+    t, base = result["samples"]["pipe"]["v6.1"], result["samples"]["pipe"]["off"]
+    check(abs(r["ratio"] - (t[0] / base[0] + t[1] / base[1]) / 2) < 1e-9,
+          "ratio is not the median of the paired ratios: %s" % r)
+    check(r["ratio_min"] <= r["ratio"] <= r["ratio_max"], "range: %s" % r)
+    p = subprocess.run(["python3", guest, "--reps", "1", "--workloads",
+                        "pipe", "--config", "off", "--config", "v6.2",
+                        "--json", out], capture_output=True, text=True)
+    check(p.returncode == 1 and "insmod designs=v6.2" in p.stderr,
+          "a refused design: rc %d, %s" % (p.returncode, p.stderr[-500:]))
+    check(not module_loaded(), "module loaded after a refused design")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Overhead benchmark, guest side: time kmemload's allocate-and-free phase
+with the module unloaded and loaded with each design list, interleaved
+(the order rotates every repetition, so drift hits every configuration),
+and write every sample as JSON.  After each load every workload runs once
+untimed, so first-use costs (shadow state for the new cgroup, task state,
+cold caches) are not in the samples.
+
+usage: osh_bench_guest.py --config off --config v6.1 [--config DESIGNS ...]
+                          [--workloads dentry,pipe,...] [--scale X]
+                          --reps N --json PATH
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(HERE)))
+MODULE = os.path.join(REPO, "module", "objcg_shadow.ko")
+KMEMLOAD = os.path.join(REPO, "tests", "workloads", "kmemload")
+CG = "/sys/fs/cgroup"
+BENCH_CG = os.path.join(CG, "osh-bench")
+
+# name -> (objects at --scale 1, kmemload arguments); a run takes a few
+# hundred milliseconds under TCG at scale 1
+WORKLOADS = {
+    "dentry": (3000, ["--dir", "/tmp/osh-bench", "dentry"]),
+    "pipe": (1500, ["pipe"]),
+    "socket": (1500, ["socket"]),
+    "thread": (150, ["thread"]),
+}
+
+
+def workload_args(name, scale):
+    count, args = WORKLOADS[name]
+    return ["--count", str(max(1, int(count * scale)))] + args
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def module_loaded():
+    return os.path.isdir("/sys/module/objcg_shadow")
+
+
+def load(config):
+    if module_loaded():
+        subprocess.run(["rmmod", "objcg_shadow"], check=True)
+    if config == "off":
+        return
+    p = subprocess.run(["insmod", MODULE, "designs=" + config],
+                       capture_output=True, text=True)
+    if p.returncode:
+        raise RuntimeError("insmod designs=%s: %s" % (config, p.stderr.strip()))
+
+
+def phase_times(stdout):
+    t = {}
+    for line in stdout.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0] == "PHASE":
+            t[f[1]] = float(f[2])
+    return t
+
+
+def time_workload(args):
+    """Seconds from kmemload's first allocation to its last free."""
+    cmd = [KMEMLOAD, "--quiet", "--phases", "--cpu", "1", "--cgroup",
+           BENCH_CG] + args
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    t = phase_times(p.stdout)
+    if p.returncode or "alloc-start" not in t or "free-done" not in t:
+        raise RuntimeError("kmemload %s failed (%d): %s" % (
+            " ".join(args), p.returncode, p.stderr.strip()[-500:]))
+    return t["free-done"] - t["alloc-start"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", action="append", required=True,
+                    help="off, or a designs= value; repeat")
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+    configs = args.config
+    workloads = args.workloads.split(",")
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        ap.error("unknown workload %s" % ", ".join(unknown))
+    write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
+    os.makedirs(BENCH_CG, exist_ok=True)
+    samples = {w: {c: [] for c in configs} for w in workloads}
+    total = args.reps * len(configs)
+    done = 0
+    t0 = time.monotonic()
+    try:
+        for rep in range(args.reps):
+            order = configs[rep % len(configs):] + configs[:rep % len(configs)]
+            for config in order:
+                load(config)
+                for w in workloads:
+                    time_workload(workload_args(w, args.scale))
+                    samples[w][config].append(
+                        time_workload(workload_args(w, args.scale)))
+                done += 1
+                print("[guest] rep %d/%d %-28s %d/%d runs (%.0fs)" % (
+                    rep + 1, args.reps, config, done, total,
+                    time.monotonic() - t0), flush=True)
+    finally:
+        load("off")
+        os.rmdir(BENCH_CG)
+    with open(args.json, "w") as f:
+        json.dump({"reps": args.reps, "configs": configs,
+                   "scale": args.scale,
+                   "workloads": {w: workload_args(w, args.scale)
+                                 for w in workloads},
+                   "samples": samples}, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        print("osh_bench_guest: %s" % e, file=sys.stderr)
+        sys.exit(1)
