@@ -28,6 +28,8 @@ struct osh_hook {
 	const char *name;		/* tracepoint or function name */
 	enum osh_hook_kind kind;
 	bool required;
+	bool observe_only;		/* only for the fidelity check */
+	bool off;			/* observe_only, and observe=0 */
 	void *tp_probe;			/* tracepoint probe function */
 	struct tracepoint *tp;
 	struct kretprobe krp;		/* krp.kp is the kprobe for KPROBE */
@@ -382,6 +384,9 @@ static int osh_kp_account_kmem(struct kprobe *kp, struct pt_regs *regs)
 #define OSH_KP(_sym, _pre, _req)					\
 	{ .name = #_sym, .kind = OSH_HOOK_KPROBE, .required = _req,	\
 	  .krp.kp.pre_handler = _pre }
+#define OSH_KP_OBSERVE(_sym, _pre)					\
+	{ .name = #_sym, .kind = OSH_HOOK_KPROBE, .observe_only = true,	\
+	  .krp.kp.pre_handler = _pre }
 #define OSH_KRP(_sym, _entry, _ret, _size, _req)			\
 	{ .name = #_sym, .kind = OSH_HOOK_KRETPROBE, .required = _req,	\
 	  .krp.entry_handler = _entry, .krp.handler = _ret,		\
@@ -419,10 +424,11 @@ static struct osh_hook osh_hooks[] = {
 	OSH_KRP(pcpu_alloc, osh_pcpu_alloc_entry, osh_pcpu_alloc_ret,
 		sizeof(struct osh_pcpu_call), false),
 	OSH_KP(free_percpu, osh_kp_free_percpu, false),
-	/* observed only: the running kernel's stock operations */
-	OSH_KP(drain_obj_stock, osh_kp_count, false),
+	/* the kernel's explicit drains: an input of every design */
 	OSH_KP(drain_local_stock, osh_kp_drain_local, false),
-	OSH_KP(memcg_account_kmem, osh_kp_account_kmem, false),
+	/* observed only: the running kernel's stock operations */
+	OSH_KP_OBSERVE(drain_obj_stock, osh_kp_count),
+	OSH_KP_OBSERVE(memcg_account_kmem, osh_kp_account_kmem),
 };
 
 /* The build fails if a probe's prototype differs from the kernel's. */
@@ -539,15 +545,20 @@ void osh_hooks_detach(void)
 	osh_hooks_free_counters();
 }
 
+static bool osh_observing;
+
 /**
  * osh_hooks_attach() - attach every hook of the table
+ * @observe: also attach the hooks that only observe the kernel's stock
+ *	     operations (the fidelity check); they cost a kprobe hit per
+ *	     kmem page charge and per stock drain
  *
  * A required hook that cannot be attached makes the whole call fail with
  * nothing left attached; an optional one is logged and reported absent.
  *
  * Return: 0 or the error of the first required hook that failed.
  */
-int osh_hooks_attach(void)
+int osh_hooks_attach(bool observe)
 {
 	size_t i;
 	int err;
@@ -560,10 +571,14 @@ int osh_hooks_attach(void)
 		}
 	}
 	for_each_kernel_tracepoint(osh_find_tracepoint, NULL);
+	osh_observing = observe;
 
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
 		struct osh_hook *hook = &osh_hooks[i];
 
+		hook->off = hook->observe_only && !observe;
+		if (hook->off)
+			continue;
 		err = osh_hook_attach_one(hook);
 		hook->err = err;
 		if (!err) {
@@ -625,6 +640,7 @@ void osh_hooks_dump(struct osh_buf *ob)
 			       "name=%s kind=%s required=%d state=%s error=%d hits=%lu misses=%lu\n",
 			       hook->name, osh_hook_kind_names[hook->kind],
 			       hook->required,
+			       hook->off ? "off" :
 			       hook->attached ? "attached" : "absent",
 			       hook->err, osh_sum_percpu(hook->hits), missed);
 	}
@@ -660,15 +676,16 @@ static unsigned long osh_hook_hits(const char *name)
  * @ob: output
  *
  * One line, the "observed" column that the design matching the running
- * kernel must reproduce.  Absent hooks read 0 and are listed in hooks.
+ * kernel must reproduce.  Absent hooks read 0 and are listed in hooks;
+ * observing=0 says the module was loaded with observe=0.
  */
 void osh_observed_dump(struct osh_buf *ob)
 {
 	struct osh_events sum;
 
 	osh_sum_percpu_counters(&sum, &osh_events, sizeof(sum));
-	osh_buf_printf(ob, "design=observed drain_obj_stock=%lu drain_local_stock=%lu",
-		       osh_hook_hits("drain_obj_stock"),
+	osh_buf_printf(ob, "design=observed observing=%d drain_obj_stock=%lu drain_local_stock=%lu",
+		       osh_observing, osh_hook_hits("drain_obj_stock"),
 		       osh_hook_hits("drain_local_stock"));
 	osh_buf_printf(ob, " charge_ops=%lu charge_pages=%lu",
 		       sum.observed_charge_ops, sum.observed_charge_pages);

@@ -22,6 +22,7 @@ static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
 static unsigned int osh_objmap_bits = 17;
 static unsigned int osh_pagemap_bits = 12;
+static unsigned int osh_observe = 1;
 
 static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
 			      unsigned int lo, unsigned int hi)
@@ -50,6 +51,11 @@ static int osh_objmap_bits_set(const char *val, const struct kernel_param *kp)
 static int osh_pagemap_bits_set(const char *val, const struct kernel_param *kp)
 {
 	return osh_uint_range_set(val, kp, 6, 22);
+}
+
+static int osh_observe_set(const char *val, const struct kernel_param *kp)
+{
+	return osh_uint_range_set(val, kp, 0, 1);
 }
 
 static int osh_designs_set(const char *val, const struct kernel_param *kp)
@@ -83,6 +89,11 @@ static const struct kernel_param_ops osh_pagemap_bits_ops = {
 	.get = param_get_uint,
 };
 
+static const struct kernel_param_ops osh_observe_ops = {
+	.set = osh_observe_set,
+	.get = param_get_uint,
+};
+
 static const struct kernel_param_ops osh_designs_ops = {
 	.set = osh_designs_set,
 	.get = param_get_string,
@@ -105,6 +116,9 @@ MODULE_PARM_DESC(objmap_bits,
 module_param_cb(pagemap_bits, &osh_pagemap_bits_ops, &osh_pagemap_bits, 0444);
 MODULE_PARM_DESC(pagemap_bits,
 		 "log2 of kmem page map buckets of 8 pages (6..22, default 12)");
+module_param_cb(observe, &osh_observe_ops, &osh_observe, 0444);
+MODULE_PARM_DESC(observe,
+		 "1: count the kernel's own stock operations for the fidelity check (default); 0: skip those kprobes");
 
 static int __init osh_init(void)
 {
@@ -134,7 +148,7 @@ static int __init osh_init(void)
 	if (err_code)
 		goto free_kmem;
 
-	err_code = osh_hooks_attach();
+	err_code = osh_hooks_attach(osh_observe);
 	if (err_code)
 		goto remove_debugfs;
 

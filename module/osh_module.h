@@ -43,7 +43,7 @@ void osh_kmem_dump_memcgs(struct osh_buf *ob);
 void osh_kmem_dump_designs(struct osh_buf *ob);
 void osh_kmem_dump_objects(struct osh_buf *ob);
 
-int osh_hooks_attach(void);
+int osh_hooks_attach(bool observe);
 void osh_hooks_detach(void);
 struct osh_buf;
 void osh_hooks_dump(struct osh_buf *ob);

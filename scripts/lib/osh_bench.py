@@ -18,7 +18,8 @@ from pathlib import Path
 import osh_vm
 
 REPO = Path(__file__).resolve().parents[2]
-DEFAULT_CONFIGS = ["off", "v6.1", "v6.1,v6.7,v7.1,pernode"]
+DEFAULT_CONFIGS = ["designs=v6.1", "designs=v6.1 observe=0",
+                   "designs=v6.1,v6.7,v7.1,pernode"]
 
 
 def summarize(result: dict) -> list[dict]:
@@ -65,7 +66,7 @@ def plot(rows: list[dict], reps: int, path: Path) -> None:
         med = [sel[w]["ratio"] for w in workloads]
         err = [[sel[w]["ratio"] - sel[w]["ratio_min"] for w in workloads],
                [sel[w]["ratio_max"] - sel[w]["ratio"] for w in workloads]]
-        ax.bar(xs, med, width, yerr=err, capsize=3, label="designs=" + config)
+        ax.bar(xs, med, width, yerr=err, capsize=3, label=config)
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))])
     ax.set_xticklabels(workloads)
@@ -79,7 +80,7 @@ def plot(rows: list[dict], reps: int, path: Path) -> None:
 
 
 def main(args) -> int:
-    configs = ["off"] + (args.designs or DEFAULT_CONFIGS[1:])
+    configs = ["off"] + (args.config or DEFAULT_CONFIGS)
     out = Path(args.out or REPO / "build" / "bench").resolve()
     out.mkdir(parents=True, exist_ok=True)
     run_dir = out / "overhead.run"

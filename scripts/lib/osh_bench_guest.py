@@ -7,13 +7,14 @@ and write every sample as JSON.  After each load every workload runs once
 untimed, so first-use costs (shadow state for the new cgroup, task state,
 cold caches) are not in the samples.
 
-usage: osh_bench_guest.py --config off --config v6.1 [--config DESIGNS ...]
+usage: osh_bench_guest.py --config off --config "designs=v6.1" [--config PARAMS]
                           [--workloads dentry,pipe,...] [--scale X]
                           --reps N --json PATH
 """
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -50,14 +51,15 @@ def module_loaded():
 
 
 def load(config):
+    """Unload, then load with module parameters @config unless "off"."""
     if module_loaded():
         subprocess.run(["rmmod", "objcg_shadow"], check=True)
     if config == "off":
         return
-    p = subprocess.run(["insmod", MODULE, "designs=" + config],
+    p = subprocess.run(["insmod", MODULE] + shlex.split(config),
                        capture_output=True, text=True)
     if p.returncode:
-        raise RuntimeError("insmod designs=%s: %s" % (config, p.stderr.strip()))
+        raise RuntimeError("insmod %s: %s" % (config, p.stderr.strip()))
 
 
 def phase_times(stdout):
@@ -84,7 +86,7 @@ def time_workload(args):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", action="append", required=True,
-                    help="off, or a designs= value; repeat")
+                    help="off, or module parameters; repeat")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--scale", type=float, default=1.0)

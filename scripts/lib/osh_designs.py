@@ -63,6 +63,8 @@ def delta(before: dict, after: dict) -> dict:
             for k, v in counters.items()}
     out["observed"] = {k: v - before["observed"].get(k, 0)
                        for k, v in after["observed"].items()}
+    if "observing" in after["observed"]:    # a flag, not a counter
+        out["observed"]["observing"] = after["observed"]["observing"]
     return out
 
 
@@ -92,7 +94,7 @@ def agreement(d: dict, reference: str = REFERENCE) -> dict:
     """Simulated vs observed for the design that matches the kernel."""
     ref = d["designs"].get(reference)
     obs = d["observed"]
-    if not ref or not obs:
+    if not ref or not obs or not obs.get("observing", 1):
         return {}
     pairs = {
         "drains": (ref.get("stock_takes", 0),
@@ -111,7 +113,8 @@ def agreement(d: dict, reference: str = REFERENCE) -> dict:
 
 def agreement_text(agr: dict, reference: str = REFERENCE) -> str:
     if not agr:
-        return "fidelity: no observed counters (kprobes absent?)"
+        return ("fidelity: nothing observed (module loaded with observe=0, "
+                "or its kprobes absent: see hooks)")
     lines = [f"fidelity of {reference} against the running kernel "
              f"(tolerance {FIDELITY_TOLERANCE:.0%}, or "
              f"{FIDELITY_NOISE_EVENTS} events):"]

@@ -175,31 +175,65 @@ def test_bench_tool_pairs_samples():
     out = "/tmp/bench.json"
     guest = os.path.join(HERE, "..", "..", "scripts", "lib",
                          "osh_bench_guest.py")
+    loaded = "designs=v6.1 observe=0"
     p = subprocess.run(["python3", guest, "--reps", "2", "--workloads",
-                        "pipe,thread", "--config", "off", "--config", "v6.1",
+                        "pipe,thread", "--config", "off", "--config", loaded,
                         "--json", out], capture_output=True, text=True)
     check(p.returncode == 0, "bench guest failed: %s" % p.stderr[-2000:])
     check(not module_loaded(), "bench left the module loaded")
     with open(out) as f:
         result = json.load(f)
     for w in ("pipe", "thread"):
-        for c in ("off", "v6.1"):
+        for c in ("off", loaded):
             t = result["samples"][w][c]
             check(len(t) == 2 and all(0 < x < 120 for x in t),
                   "%s/%s samples: %s" % (w, c, t))
     rows = {(r["workload"], r["config"]): r
             for r in osh_bench.summarize(result)}
-    r = rows[("pipe", "v6.1")]
-    t, base = result["samples"]["pipe"]["v6.1"], result["samples"]["pipe"]["off"]
+    r = rows[("pipe", loaded)]
+    t, base = result["samples"]["pipe"][loaded], result["samples"]["pipe"]["off"]
     check(abs(r["ratio"] - (t[0] / base[0] + t[1] / base[1]) / 2) < 1e-9,
           "ratio is not the median of the paired ratios: %s" % r)
     check(r["ratio_min"] <= r["ratio"] <= r["ratio_max"], "range: %s" % r)
     p = subprocess.run(["python3", guest, "--reps", "1", "--workloads",
-                        "pipe", "--config", "off", "--config", "v6.2",
+                        "pipe", "--config", "off", "--config", "designs=v6.2",
                         "--json", out], capture_output=True, text=True)
     check(p.returncode == 1 and "insmod designs=v6.2" in p.stderr,
           "a refused design: rc %d, %s" % (p.returncode, p.stderr[-500:]))
     check(not module_loaded(), "module loaded after a refused design")
+
+
+def test_observe_off_skips_the_fidelity_kprobes():
+    """observe=0: the observe-only kprobes stay off, the designs still
+    account, and `designs` says nothing was observed instead of failing."""
+    since = dmesg_mark()
+    p = insmod("observe=2", must_succeed=False)
+    check(p.returncode != 0 and not module_loaded(), "observe=2 accepted")
+    check("observe=2 is invalid: accepted values are integers 0..1" in since(),
+          "no message for observe=2: %s" % since())
+    insmod("designs=v6.1 observe=0")
+    try:
+        setup()
+        states = {h["name"]: h["state"] for h in
+                  osh_state.read_records("hooks")}
+        check(states["drain_obj_stock"] == "off" and
+              states["memcg_account_kmem"] == "off",
+              "observe-only hooks: %s" % states)
+        check(states["drain_local_stock"] == "attached",
+              "drain_local_stock is an input: %s" % states)
+        _what, d = exp.measure(exp.exp_memcgs, 0.2)
+        check(d["designs"]["v6.1"]["drain_objcg"] > 100,
+              "v6.1 did not account: %s" % d["designs"]["v6.1"])
+        check(d["observed"]["observing"] == 0 and
+              d["observed"]["charge_ops"] == 0, "observed: %s" % d["observed"])
+        check(osh_designs.agreement(d) == {}, "agreement without observing")
+        p = subprocess.run(["scripts/objcg-shadow", "designs"],
+                           capture_output=True, text=True)
+        check(p.returncode == 0 and "observe=0" in p.stdout,
+              "objcg-shadow designs: rc %d %s" % (p.returncode, p.stdout))
+    finally:
+        ensure_unloaded()
+        cg_rmdir_tree("exp")
 
 
 if __name__ == "__main__":
