@@ -113,9 +113,9 @@ def main():
                     samples[w][config].append(
                         time_workload(workload_args(w, args.scale)))
                 done += 1
-                print("[guest] rep %d/%d %-28s %d/%d runs (%.0fs)" % (
-                    rep + 1, args.reps, config, done, total,
-                    time.monotonic() - t0), flush=True)
+                print("[guest] rep %d/%d, %d/%d runs (%.0fs): %s" % (
+                    rep + 1, args.reps, done, total,
+                    time.monotonic() - t0, config), flush=True)
     finally:
         load("off")
         os.rmdir(BENCH_CG)
