@@ -38,25 +38,21 @@ static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
 	return 0;
 }
 
-static int osh_keep_freed_set(const char *val, const struct kernel_param *kp)
-{
-	return osh_uint_range_set(val, kp, 0, OSH_KEEP_FREED_MAX);
+/* A setter accepting @_lo..@_hi and its kernel_param_ops osh_<name>_ops. */
+#define OSH_UINT_RANGE_PARAM_OPS(_name, _lo, _hi)				\
+static int osh_##_name##_set(const char *val, const struct kernel_param *kp) \
+{									\
+	return osh_uint_range_set(val, kp, _lo, _hi);			\
+}									\
+static const struct kernel_param_ops osh_##_name##_ops = {		\
+	.set = osh_##_name##_set,					\
+	.get = param_get_uint,						\
 }
 
-static int osh_objmap_bits_set(const char *val, const struct kernel_param *kp)
-{
-	return osh_uint_range_set(val, kp, 8, 24);
-}
-
-static int osh_pagemap_bits_set(const char *val, const struct kernel_param *kp)
-{
-	return osh_uint_range_set(val, kp, 6, 22);
-}
-
-static int osh_observe_set(const char *val, const struct kernel_param *kp)
-{
-	return osh_uint_range_set(val, kp, 0, 1);
-}
+OSH_UINT_RANGE_PARAM_OPS(keep_freed, 0, OSH_KEEP_FREED_MAX);
+OSH_UINT_RANGE_PARAM_OPS(objmap_bits, 8, 24);
+OSH_UINT_RANGE_PARAM_OPS(pagemap_bits, 6, 22);
+OSH_UINT_RANGE_PARAM_OPS(observe, 0, 1);
 
 static int osh_designs_set(const char *val, const struct kernel_param *kp)
 {
@@ -73,26 +69,6 @@ static int osh_designs_set(const char *val, const struct kernel_param *kp)
 	osh_nr_designs = n;
 	return param_set_copystring(val, kp);
 }
-
-static const struct kernel_param_ops osh_keep_freed_ops = {
-	.set = osh_keep_freed_set,
-	.get = param_get_uint,
-};
-
-static const struct kernel_param_ops osh_objmap_bits_ops = {
-	.set = osh_objmap_bits_set,
-	.get = param_get_uint,
-};
-
-static const struct kernel_param_ops osh_pagemap_bits_ops = {
-	.set = osh_pagemap_bits_set,
-	.get = param_get_uint,
-};
-
-static const struct kernel_param_ops osh_observe_ops = {
-	.set = osh_observe_set,
-	.get = param_get_uint,
-};
 
 static const struct kernel_param_ops osh_designs_ops = {
 	.set = osh_designs_set,
