@@ -29,7 +29,6 @@ struct osh_hook {
 	enum osh_hook_kind kind;
 	bool required;
 	bool observe_only;		/* only for the fidelity check */
-	bool off;			/* observe_only, and observe=0 */
 	void *tp_probe;			/* tracepoint probe function */
 	struct tracepoint *tp;
 	struct kretprobe krp;		/* krp.kp is the kprobe for KPROBE */
@@ -547,6 +546,12 @@ void osh_hooks_detach(void)
 
 static bool osh_observing;
 
+/* Not attached on purpose: an observe-only hook with observe=0. */
+static bool osh_hook_off(const struct osh_hook *hook)
+{
+	return hook->observe_only && !osh_observing;
+}
+
 /**
  * osh_hooks_attach() - attach every hook of the table
  * @observe: also attach the hooks that only observe the kernel's stock
@@ -576,8 +581,7 @@ int osh_hooks_attach(bool observe)
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
 		struct osh_hook *hook = &osh_hooks[i];
 
-		hook->off = hook->observe_only && !observe;
-		if (hook->off)
+		if (osh_hook_off(hook))
 			continue;
 		err = osh_hook_attach_one(hook);
 		hook->err = err;
@@ -640,7 +644,7 @@ void osh_hooks_dump(struct osh_buf *ob)
 			       "name=%s kind=%s required=%d state=%s error=%d hits=%lu misses=%lu\n",
 			       hook->name, osh_hook_kind_names[hook->kind],
 			       hook->required,
-			       hook->off ? "off" :
+			       osh_hook_off(hook) ? "off" :
 			       hook->attached ? "attached" : "absent",
 			       hook->err, osh_sum_percpu(hook->hits), missed);
 	}
