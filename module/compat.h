@@ -1,9 +1,20 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Every kernel-version difference objcg_shadow knows about lives here; the
- * rest of the module never tests a version number.
+ * Every kernel-version difference objcg_shadow knows about lives here and
+ * in the one file per kernel family under compat/ that module/Kbuild
+ * picks; no C file tests a version number.
  *
- * Reference kernel: Debian 12's 6.1 (SLUB, MEMCG_KMEM, LRU_GEN).
+ * Supported: Debian's stock 6.1 (Debian 12), 6.12 (Debian 13) and 7.3
+ * (trixie-backports).  Each family file defines the same names:
+ *
+ *   OSH_KERNEL_FAMILY, OSH_REFERENCE_DESIGN  what runs and the design that
+ *	reproduces it
+ *   OSH_HAVE_MEM_CGROUP_ATTACH, OSH_HAVE_MEM_CGROUP_EXIT,
+ *   OSH_FREE_VIA_MEMCG_HOOK, OSH_SCHED_EXIT_GROUP_DEAD,
+ *   OSH_OBSERVE_SLOT_DRAINS, OSH_OBSERVE_KMEM_TRACEPOINT  which hooks exist
+ *   OSH_SYM_*  names of probed functions that were renamed
+ *   struct osh_slub_slab_prefix, osh_kernel_obj_objcg(), osh_memcg_kmem_on(),
+ *   osh_kernel_obj_stock_busy()  private layouts, checked at load time
  */
 #ifndef OBJCG_SHADOW_COMPAT_H
 #define OBJCG_SHADOW_COMPAT_H
@@ -20,24 +31,22 @@
 #include <linux/slab.h>
 #include <linux/vmalloc.h>
 
-/*
- * 6.1: the kmem tracepoints carry the kmem_cache and the node (6.0+); the
- * task's cached objcg, mem_cgroup_fork() and mem_cgroup_exit() do not
- * exist yet (6.7); slab objcgs are a vector in struct slab (<6.10).
- */
-
-/* mem_cgroup_attach() is only built with the multi-gen LRU in 6.1. */
-#define OSH_HAVE_MEM_CGROUP_ATTACH	IS_ENABLED(CONFIG_LRU_GEN)
+#define OSH_SUPPORTED_KERNELS	"6.1, 6.12 and 7.3 (Debian's stock kernels)"
 
 /*
- * Where plain kprobes go: just after the function's fentry NOP.  A kprobe
- * on the NOP itself runs through an ftrace trampoline, and unregistering
- * it while other CPUs run the function (the maple tree calls the bulk
- * slab functions constantly) crashed or hung our guests; an int3 probe is
- * removed safely.  The arguments are still in their registers there.
+ * Where plain kprobes go: just after the function's fentry NOP (and the
+ * endbr64 before it on IBT kernels: a probe between the two would land
+ * mid-instruction).  A kprobe on the NOP itself runs through an ftrace
+ * trampoline, and unregistering it while other CPUs run the function
+ * crashed or hung our guests; an int3 probe is removed safely.  The
+ * arguments are still in their registers there.
  */
 #if defined(CONFIG_X86_64) && defined(CONFIG_FUNCTION_TRACER)
+#ifdef CONFIG_X86_KERNEL_IBT
+#define OSH_KPROBE_OFFSET	(ENDBR_INSN_SIZE + MCOUNT_INSN_SIZE)
+#else
 #define OSH_KPROBE_OFFSET	MCOUNT_INSN_SIZE
+#endif
 #else
 #define OSH_KPROBE_OFFSET	0
 #endif
@@ -67,23 +76,17 @@ static inline struct cgroup_namespace *osh_path_cgroup_ns(void)
 }
 
 /*
- * SLUB's struct kmem_cache and struct slab are private to mm/.  These
- * mirrors of their first fields (6.1 layout) are trusted only after
- * osh_slab_layout_verify() has checked them against caches the module
+ * SLUB's struct kmem_cache is private to mm/.  This mirror of its first
+ * fields (the same in 6.1, 6.12 and 7.3) is trusted only after
+ * osh_slab_layout_verify() has checked it against caches the module
  * creates with known sizes and flags; the module refuses to load if not.
  */
 struct osh_slub_cache_prefix {
-	void __percpu *cpu_slab;
+	void __percpu *cpu_slab;	/* cpu_sheaves in 7.3 */
 	slab_flags_t flags;
 	unsigned long min_partial;
 	unsigned int size;		/* object size including metadata */
 	unsigned int object_size;
-};
-
-struct osh_slub_slab_prefix {
-	unsigned long page_flags;
-	void *list_or_rcu[2];
-	struct kmem_cache *slab_cache;
 };
 
 static inline const struct osh_slub_cache_prefix *
@@ -91,6 +94,24 @@ osh_cache_layout(const struct kmem_cache *s)
 {
 	return (const struct osh_slub_cache_prefix *)s;
 }
+
+/* Index of @obj in its slab (obj_to_index()); 0 for a KFENCE object. */
+static inline unsigned int osh_obj_index(const void *obj,
+					 const struct kmem_cache *s)
+{
+	struct folio *folio = virt_to_folio(obj);
+
+	if (is_kfence_address(obj))
+		return 0;
+	return ((unsigned long)obj - (unsigned long)folio_address(folio)) /
+	       osh_cache_layout(s)->size;
+}
+
+unsigned long osh_kernel_symbol(const char *name);
+
+/* The family file: names and layouts of one kernel family. */
+/* compat/linux-<family>.h, picked by module/Kbuild from the kernel's version */
+#include OSH_COMPAT_FAMILY_H
 
 /* The cache of a slab object, or NULL if @obj is not in a slab page. */
 static inline struct kmem_cache *osh_obj_cache(const void *obj)
@@ -102,31 +123,10 @@ static inline struct kmem_cache *osh_obj_cache(const void *obj)
 	return ((const struct osh_slub_slab_prefix *)folio)->slab_cache;
 }
 
-/* obj_full_size(): what 6.1 charges for one object of @s */
+/* obj_full_size(): what every supported kernel charges for one object */
 static inline unsigned int osh_obj_full_size(const struct kmem_cache *s)
 {
 	return osh_cache_layout(s)->size + sizeof(struct obj_cgroup *);
-}
-
-/*
- * The kernel's own objcg for a slab object (slab_objcgs()[obj_to_index]),
- * read before the kernel's free hook clears it.  NULL if not accounted.
- */
-static inline struct obj_cgroup *osh_kernel_obj_objcg(const void *obj,
-						      const struct kmem_cache *s)
-{
-	struct folio *folio = virt_to_folio(obj);
-	unsigned long data = READ_ONCE(folio->memcg_data);
-	struct obj_cgroup **objcgs;
-	unsigned int idx = 0;
-
-	if (!(data & MEMCG_DATA_OBJCGS))
-		return NULL;
-	objcgs = (struct obj_cgroup **)(data & ~MEMCG_DATA_FLAGS_MASK);
-	if (!is_kfence_address(obj))
-		idx = ((unsigned long)obj - (unsigned long)folio_address(folio)) /
-		      osh_cache_layout(s)->size;
-	return READ_ONCE(objcgs[idx]);
 }
 
 /* The kernel's objcg of a kmem page, or NULL. */
@@ -134,17 +134,17 @@ static inline struct obj_cgroup *osh_kernel_page_objcg(struct page *page)
 {
 	unsigned long data = READ_ONCE(page_folio(page)->memcg_data);
 
-	if (!(data & MEMCG_DATA_KMEM))
+	if ((data & OSH_MEMCG_DATA_FLAGS) != MEMCG_DATA_KMEM)
 		return NULL;
-	return (struct obj_cgroup *)(data & ~MEMCG_DATA_FLAGS_MASK);
+	return (struct obj_cgroup *)(data & ~OSH_MEMCG_DATA_FLAGS);
 }
 
 /*
- * get_obj_cgroup_from_current()'s choice of memcg: the active memcg for
- * remote charging, else the task's, never for kthreads or tasks without
- * an mm.  In interrupt context 6.1 uses the per-CPU int_active_memcg,
- * which is not exported: such events are counted, not attributed.
- * Context: rcu_read_lock().
+ * get_obj_cgroup_from_current()'s choice of memcg in 6.1, the lookup
+ * designs' rule: the active memcg for remote charging, else the task's,
+ * never for kthreads or tasks without an mm.  In interrupt context the
+ * kernels use the per-CPU int_active_memcg, which is not exported: such
+ * events are counted, not attributed.  Context: rcu_read_lock().
  */
 static inline struct mem_cgroup *osh_current_memcg(bool *irq_unknown)
 {

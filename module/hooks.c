@@ -14,8 +14,11 @@
 #include <trace/events/cgroup.h>
 #include <trace/events/kmem.h>
 #include <trace/events/sched.h>
-#include <objcg_shadow/outbuf.h>
 #include "compat.h"
+#if OSH_OBSERVE_KMEM_TRACEPOINT
+#include <trace/events/memcg.h>
+#endif
+#include <objcg_shadow/outbuf.h>
 #include "osh_module.h"
 
 enum osh_hook_kind {
@@ -46,15 +49,32 @@ struct osh_events {
 	unsigned long observed_charge_pages;
 	unsigned long observed_uncharge_ops;	/* memcg_account_kmem(-n) */
 	unsigned long observed_uncharge_pages;
+	unsigned long observed_drains;		/* stock switches / slot drains */
+	unsigned long observed_explicit_slot_drains; /* 7.3: drained on request */
 };
 
 static DEFINE_PER_CPU(struct osh_events, osh_events);
+
+/* observe=1: the hooks of the fidelity check are attached */
+static bool osh_observing;
 
 #define OSH_EVENT_INC(field)	this_cpu_inc(osh_events.field)
 
 static void osh_hit(struct osh_hook *hook)
 {
 	this_cpu_inc(*hook->hits);
+}
+
+static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
+{
+	struct kretprobe *krp = container_of(kp, struct kretprobe, kp);
+
+	return container_of(krp, struct osh_hook, krp);
+}
+
+static struct osh_hook *osh_kretprobe_hook(struct kretprobe_instance *ri)
+{
+	return container_of(get_kretprobe(ri), struct osh_hook, krp);
 }
 
 static u64 osh_css_id(struct cgroup_subsys_state *css)
@@ -93,6 +113,7 @@ static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
 	osh_kmem_slab_alloc(ptr, s, gfp_flags);
 }
 
+#if !OSH_FREE_VIA_MEMCG_HOOK
 static void osh_tp_kfree(void *data, unsigned long call_site, const void *ptr)
 {
 	osh_hit(data);
@@ -105,6 +126,48 @@ static void osh_tp_kmem_cache_free(void *data, unsigned long call_site,
 	osh_hit(data);
 	osh_kmem_slab_free(ptr);
 }
+#endif
+
+#if OSH_FREE_VIA_MEMCG_HOOK
+/* __memcg_slab_free_hook(s, slab, p, objects, obj_exts): before uncharge */
+static int osh_kp_slab_free_hook(struct kprobe *kp, struct pt_regs *regs)
+{
+	void **objs = (void **)osh_regs_arg(regs, 2);
+	int i, nr = (int)osh_regs_arg(regs, 3);
+
+	osh_hit(osh_kprobe_hook(kp));
+	for (i = 0; i < nr; i++)
+		osh_kmem_slab_free(objs[i]);
+	return 0;
+}
+
+struct osh_charge_call {
+	void *obj;
+	gfp_t gfp;
+};
+
+static int osh_cache_charge_entry(struct kretprobe_instance *ri,
+				  struct pt_regs *regs)
+{
+	struct osh_charge_call *call = (void *)ri->data;
+
+	call->obj = (void *)osh_regs_arg(regs, 0);
+	call->gfp = osh_regs_arg(regs, 1);
+	return 0;
+}
+
+/* kmem_cache_charge() returned true: the object may now be charged. */
+static int osh_cache_charge_ret(struct kretprobe_instance *ri,
+				struct pt_regs *regs)
+{
+	struct osh_charge_call *call = (void *)ri->data;
+
+	osh_hit(osh_kretprobe_hook(ri));
+	if (regs_return_value(regs) & 0xff)
+		osh_kmem_slab_charge_existing(call->obj, call->gfp);
+	return 0;
+}
+#endif
 
 /* --- cgroup tracepoints ----------------------------------------------- */
 
@@ -159,25 +222,31 @@ static void osh_tp_sched_process_fork(void *data, struct task_struct *parent,
 	osh_kmem_task_forked(child);
 }
 
+/* Without mem_cgroup_exit() (6.1) the task state goes at exit. */
 static void osh_tp_sched_process_task(void *data, struct task_struct *p)
+{
+	osh_hit(data);
+	if (!OSH_HAVE_MEM_CGROUP_EXIT)
+		osh_kmem_task_gone(p);
+}
+
+#if OSH_SCHED_EXIT_GROUP_DEAD
+static void osh_tp_sched_process_exit(void *data, struct task_struct *p,
+				      bool group_dead)
+{
+	osh_tp_sched_process_task(data, p);
+}
+#else
+#define osh_tp_sched_process_exit osh_tp_sched_process_task
+#endif
+
+static void osh_tp_sched_process_free(void *data, struct task_struct *p)
 {
 	osh_hit(data);
 	osh_kmem_task_gone(p);
 }
 
 /* --- memcg lifecycle kprobes ------------------------------------------ */
-
-static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
-{
-	struct kretprobe *krp = container_of(kp, struct kretprobe, kp);
-
-	return container_of(krp, struct osh_hook, krp);
-}
-
-static struct osh_hook *osh_kretprobe_hook(struct kretprobe_instance *ri)
-{
-	return container_of(get_kretprobe(ri), struct osh_hook, krp);
-}
 
 static int osh_online_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
@@ -232,6 +301,16 @@ static int osh_kp_free(struct kprobe *kp, struct pt_regs *regs)
 	osh_memcg_set_state(&osh_tree, id, OSH_MEMCG_FREED);
 	return 0;
 }
+
+#if OSH_HAVE_MEM_CGROUP_EXIT
+/* mem_cgroup_exit(task): the kernel drops the task's objcg here */
+static int osh_kp_task_exit(struct kprobe *kp, struct pt_regs *regs)
+{
+	osh_hit(osh_kprobe_hook(kp));
+	osh_kmem_task_gone((struct task_struct *)osh_regs_arg(regs, 0));
+	return 0;
+}
+#endif
 
 /* --- kmem pages and bulk slab operations --------------------------------- */
 
@@ -306,7 +385,7 @@ static int osh_pcpu_alloc_ret(struct kretprobe_instance *ri,
 
 	osh_hit(osh_kretprobe_hook(ri));
 	/* gfp as pcpu_alloc() sees it: current_gfp_context() keeps ACCOUNT */
-	if (ptr && (call->gfp & __GFP_ACCOUNT) && memcg_kmem_enabled())
+	if (ptr && (call->gfp & __GFP_ACCOUNT) && osh_memcg_kmem_on())
 		osh_kmem_percpu_alloc(ptr, osh_pcpu_aligned_size(call->size));
 	return 0;
 }
@@ -318,6 +397,7 @@ static int osh_kp_free_percpu(struct kprobe *kp, struct pt_regs *regs)
 	return 0;
 }
 
+#if !OSH_FREE_VIA_MEMCG_HOOK
 /* kfree_bulk() and kfree_rcu() batches free without per-object events. */
 static int osh_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
 {
@@ -329,6 +409,7 @@ static int osh_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
 		osh_kmem_slab_free(objs[i]);
 	return 0;
 }
+#endif
 
 /*
  * mem_cgroup_attach() gets a cgroup_taskset, whose layout is private to
@@ -351,7 +432,23 @@ static int osh_kp_count(struct kprobe *kp, struct pt_regs *regs)
 static int osh_kp_drain_local(struct kprobe *kp, struct pt_regs *regs)
 {
 	osh_hit(osh_kprobe_hook(kp));
+	/* 7.3: what drain_local_obj_stock(&stock->work) is about to drain */
+	if (OSH_OBSERVE_SLOT_DRAINS && osh_observing)
+		this_cpu_add(osh_events.observed_explicit_slot_drains,
+			     osh_observed_busy_slots((void *)osh_regs_arg(regs, 0)));
 	osh_kmem_drain_this_cpu();
+	return 0;
+}
+
+/*
+ * drain_obj_stock() (6.1, 6.12: at every stock switch) or
+ * drain_obj_stock_slot(stock, i) (7.3: a slot, possibly empty).
+ */
+static int osh_kp_observe_drain(struct kprobe *kp, struct pt_regs *regs)
+{
+	osh_hit(osh_kprobe_hook(kp));
+	if (osh_observed_slot_drained(regs))
+		OSH_EVENT_INC(observed_drains);
 	return 0;
 }
 
@@ -360,11 +457,8 @@ static int osh_kp_drain_local(struct kprobe *kp, struct pt_regs *regs)
  * that matches it: memcg_account_kmem() is where 6.1 charges (n > 0) and
  * uncharges (n < 0) kmem pages, whether through the obj stock or not.
  */
-static int osh_kp_account_kmem(struct kprobe *kp, struct pt_regs *regs)
+static void osh_observe_kmem(long nr)
 {
-	long nr = (int)osh_regs_arg(regs, 1);
-
-	osh_hit(osh_kprobe_hook(kp));
 	if (nr > 0) {
 		OSH_EVENT_INC(observed_charge_ops);
 		this_cpu_add(osh_events.observed_charge_pages, nr);
@@ -372,62 +466,98 @@ static int osh_kp_account_kmem(struct kprobe *kp, struct pt_regs *regs)
 		OSH_EVENT_INC(observed_uncharge_ops);
 		this_cpu_add(osh_events.observed_uncharge_pages, -nr);
 	}
+}
+
+#if OSH_OBSERVE_KMEM_TRACEPOINT
+static void osh_tp_mod_memcg_state(void *data, struct mem_cgroup *memcg,
+				   int item, long val)
+{
+	osh_hit(data);
+	if (item == MEMCG_KMEM)
+		osh_observe_kmem(val);
+}
+#else
+static int osh_kp_account_kmem(struct kprobe *kp, struct pt_regs *regs)
+{
+	long nr;
+
+	osh_hit(osh_kprobe_hook(kp));
+	if (osh_observed_kmem_delta(regs, &nr))
+		osh_observe_kmem(nr);
 	return 0;
 }
+#endif
 
 /* --- the hook table ----------------------------------------------------- */
 
 #define OSH_TP(_name, _probe, _req)					\
 	{ .name = #_name, .kind = OSH_HOOK_TRACEPOINT, .required = _req,	\
 	  .tp_probe = _probe }
+#define OSH_TP_OBSERVE(_name, _probe)					\
+	{ .name = #_name, .kind = OSH_HOOK_TRACEPOINT, .observe_only = true, \
+	  .tp_probe = _probe }
 #define OSH_KP(_sym, _pre, _req)					\
-	{ .name = #_sym, .kind = OSH_HOOK_KPROBE, .required = _req,	\
+	{ .name = _sym, .kind = OSH_HOOK_KPROBE, .required = _req,	\
 	  .krp.kp.pre_handler = _pre }
 #define OSH_KP_OBSERVE(_sym, _pre)					\
-	{ .name = #_sym, .kind = OSH_HOOK_KPROBE, .observe_only = true,	\
+	{ .name = _sym, .kind = OSH_HOOK_KPROBE, .observe_only = true,	\
 	  .krp.kp.pre_handler = _pre }
 #define OSH_KRP(_sym, _entry, _ret, _size, _req)			\
-	{ .name = #_sym, .kind = OSH_HOOK_KRETPROBE, .required = _req,	\
+	{ .name = _sym, .kind = OSH_HOOK_KRETPROBE, .required = _req,	\
 	  .krp.entry_handler = _entry, .krp.handler = _ret,		\
 	  .krp.data_size = _size }
 
 static struct osh_hook osh_hooks[] = {
 	OSH_TP(kmalloc, osh_tp_kmalloc, true),
 	OSH_TP(kmem_cache_alloc, osh_tp_kmem_cache_alloc, true),
+#if OSH_FREE_VIA_MEMCG_HOOK
+	/* every charged free, kfree_rcu sheaves and kfree_nolock included */
+	OSH_KP("__memcg_slab_free_hook", osh_kp_slab_free_hook, true),
+	/* kmem_cache_charge(): TCP accept charges an existing socket */
+	OSH_KRP("kmem_cache_charge", osh_cache_charge_entry,
+		osh_cache_charge_ret, sizeof(struct osh_charge_call), true),
+	OSH_KP("mem_cgroup_exit", osh_kp_task_exit, true),
+#else
 	OSH_TP(kfree, osh_tp_kfree, true),
 	OSH_TP(kmem_cache_free, osh_tp_kmem_cache_free, true),
+	/* kfree_bulk() and kfree_rcu() batches free without per-object events */
+	OSH_KP("kmem_cache_free_bulk", osh_kp_free_bulk, false),
+#endif
 	OSH_TP(cgroup_mkdir, osh_tp_cgroup_path, true),
 	OSH_TP(cgroup_rmdir, osh_tp_cgroup_rmdir, true),
 	OSH_TP(cgroup_rename, osh_tp_cgroup_path, false),
 	OSH_TP(cgroup_attach_task, osh_tp_cgroup_attach_task, true),
 	OSH_TP(sched_process_fork, osh_tp_sched_process_fork, true),
-	OSH_TP(sched_process_exit, osh_tp_sched_process_task, true),
-	OSH_TP(sched_process_free, osh_tp_sched_process_task, true),
-	OSH_KRP(mem_cgroup_css_online, osh_online_entry, osh_online_ret,
+	OSH_TP(sched_process_exit, osh_tp_sched_process_exit, true),
+	OSH_TP(sched_process_free, osh_tp_sched_process_free, true),
+	OSH_KRP("mem_cgroup_css_online", osh_online_entry, osh_online_ret,
 		sizeof(void *), true),
-	OSH_KP(mem_cgroup_css_offline, osh_kp_offline, true),
-	OSH_KP(mem_cgroup_css_released, osh_kp_released, true),
-	OSH_KP(mem_cgroup_css_free, osh_kp_free, true),
-	OSH_KP(mem_cgroup_attach, osh_kp_count, OSH_HAVE_MEM_CGROUP_ATTACH),
-	OSH_KRP(__memcg_kmem_charge_page, osh_charge_page_entry,
+	OSH_KP("mem_cgroup_css_offline", osh_kp_offline, true),
+	OSH_KP("mem_cgroup_css_released", osh_kp_released, true),
+	OSH_KP("mem_cgroup_css_free", osh_kp_free, true),
+	OSH_KP("mem_cgroup_attach", osh_kp_count, OSH_HAVE_MEM_CGROUP_ATTACH),
+	OSH_KRP("__memcg_kmem_charge_page", osh_charge_page_entry,
 		osh_charge_page_ret, sizeof(struct osh_page_call), true),
-	OSH_KP(__memcg_kmem_uncharge_page, osh_kp_uncharge_page, true),
-	OSH_KP(uncharge_folio, osh_kp_uncharge_folio, true),
+	OSH_KP("__memcg_kmem_uncharge_page", osh_kp_uncharge_page, true),
+	OSH_KP("uncharge_folio", osh_kp_uncharge_folio, true),
 	/*
 	 * No kretprobe on kmem_cache_alloc_bulk(): it is hot (maple tree
 	 * preallocation) and unregistering a kretprobe there under load
 	 * soft-locked CPUs at its entry in our tests.  Accounted bulk
 	 * allocations are not covered.
 	 */
-	OSH_KP(kmem_cache_free_bulk, osh_kp_free_bulk, false),
-	OSH_KRP(pcpu_alloc, osh_pcpu_alloc_entry, osh_pcpu_alloc_ret,
+	OSH_KRP(OSH_SYM_PCPU_ALLOC, osh_pcpu_alloc_entry, osh_pcpu_alloc_ret,
 		sizeof(struct osh_pcpu_call), false),
-	OSH_KP(free_percpu, osh_kp_free_percpu, false),
+	OSH_KP("free_percpu", osh_kp_free_percpu, false),
 	/* the kernel's explicit drains: an input of every design */
-	OSH_KP(drain_local_stock, osh_kp_drain_local, false),
+	OSH_KP(OSH_SYM_DRAIN_LOCAL, osh_kp_drain_local, false),
 	/* observed only: the running kernel's stock operations */
-	OSH_KP_OBSERVE(drain_obj_stock, osh_kp_count),
-	OSH_KP_OBSERVE(memcg_account_kmem, osh_kp_account_kmem),
+	OSH_KP_OBSERVE(OSH_SYM_OBSERVE_DRAIN, osh_kp_observe_drain),
+#if OSH_OBSERVE_KMEM_TRACEPOINT
+	OSH_TP_OBSERVE(mod_memcg_state, osh_tp_mod_memcg_state),
+#else
+	OSH_KP_OBSERVE(OSH_SYM_OBSERVE_KMEM, osh_kp_account_kmem),
+#endif
 };
 
 /* The build fails if a probe's prototype differs from the kernel's. */
@@ -435,15 +565,20 @@ static void __maybe_unused osh_check_probe_types(void)
 {
 	check_trace_callback_type_kmalloc(osh_tp_kmalloc);
 	check_trace_callback_type_kmem_cache_alloc(osh_tp_kmem_cache_alloc);
+#if !OSH_FREE_VIA_MEMCG_HOOK
 	check_trace_callback_type_kfree(osh_tp_kfree);
 	check_trace_callback_type_kmem_cache_free(osh_tp_kmem_cache_free);
+#endif
+#if OSH_OBSERVE_KMEM_TRACEPOINT
+	check_trace_callback_type_mod_memcg_state(osh_tp_mod_memcg_state);
+#endif
 	check_trace_callback_type_cgroup_mkdir(osh_tp_cgroup_path);
 	check_trace_callback_type_cgroup_rmdir(osh_tp_cgroup_rmdir);
 	check_trace_callback_type_cgroup_rename(osh_tp_cgroup_path);
 	check_trace_callback_type_cgroup_attach_task(osh_tp_cgroup_attach_task);
 	check_trace_callback_type_sched_process_fork(osh_tp_sched_process_fork);
-	check_trace_callback_type_sched_process_exit(osh_tp_sched_process_task);
-	check_trace_callback_type_sched_process_free(osh_tp_sched_process_task);
+	check_trace_callback_type_sched_process_exit(osh_tp_sched_process_exit);
+	check_trace_callback_type_sched_process_free(osh_tp_sched_process_free);
 }
 
 static void osh_find_tracepoint(struct tracepoint *tp, void *unused)
@@ -472,9 +607,12 @@ static int osh_register_int3_kprobe(struct kprobe *kp, const char *name)
 	kp->offset = OSH_KPROBE_OFFSET;
 	kp->post_handler = osh_kp_post_noop;
 	err = register_kprobe(kp);
-	if (err != -EILSEQ || !OSH_KPROBE_OFFSET)
+	if ((err != -EILSEQ && err != -EINVAL) || !OSH_KPROBE_OFFSET)
 		return err;
-	/* no fentry NOP there: probe the entry itself */
+	/*
+	 * No fentry NOP there (-EILSEQ), or a jump label right after it
+	 * (-EINVAL): probe the entry itself.
+	 */
 	memset(kp, 0, sizeof(*kp));
 	kp->symbol_name = name;
 	kp->pre_handler = pre;
@@ -543,8 +681,6 @@ void osh_hooks_detach(void)
 	tracepoint_synchronize_unregister();
 	osh_hooks_free_counters();
 }
-
-static bool osh_observing;
 
 /* Not attached on purpose: an observe-only hook with observe=0. */
 static bool osh_hook_off(const struct osh_hook *hook)
@@ -688,9 +824,11 @@ void osh_observed_dump(struct osh_buf *ob)
 	struct osh_events sum;
 
 	osh_sum_percpu_counters(&sum, &osh_events, sizeof(sum));
-	osh_buf_printf(ob, "design=observed observing=%d drain_obj_stock=%lu drain_local_stock=%lu",
-		       osh_observing, osh_hook_hits("drain_obj_stock"),
-		       osh_hook_hits("drain_local_stock"));
+	osh_buf_printf(ob, "design=observed kernel=%s reference=%s observing=%d",
+		       OSH_KERNEL_FAMILY, OSH_REFERENCE_DESIGN, osh_observing);
+	osh_buf_printf(ob, " drain_obj_stock=%lu drain_local_stock=%lu explicit_slot_drains=%lu",
+		       sum.observed_drains, osh_hook_hits(OSH_SYM_DRAIN_LOCAL),
+		       sum.observed_explicit_slot_drains);
 	osh_buf_printf(ob, " charge_ops=%lu charge_pages=%lu",
 		       sum.observed_charge_ops, sum.observed_charge_pages);
 	osh_buf_printf(ob, " uncharge_ops=%lu uncharge_pages=%lu\n",

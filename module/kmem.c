@@ -24,6 +24,8 @@ static bool osh_kmem_ready;
 
 /* task_struct pointer -> struct osh_task *, for the task-cache designs */
 static struct osh_objmap osh_taskmap;
+/* index of the design that reproduces the running kernel, or -1 */
+static int osh_reference;
 static atomic_long_t osh_task_alloc_failed;	/* task falls back to root */
 static atomic_long_t osh_task_states;
 static bool osh_any_task_cache;
@@ -65,6 +67,8 @@ static struct osh_cpu_ctx *osh_enter(unsigned long *flags)
 		return NULL;
 	}
 	ctx->depth = 1;
+	ctx->kernel_stock_busy = osh_kernel_obj_stock_busy();
+	ctx->event_node = -1;
 	return ctx;
 }
 
@@ -120,10 +124,17 @@ static struct osh_memcg *osh_current_shadow(struct mem_cgroup **kmemcg)
 	return shadow;
 }
 
-/* The task's current shadow memcg, re-read at each refresh attempt. */
+/*
+ * The task's current shadow memcg, re-read at each refresh attempt; none
+ * for kthreads and tasks past exit_mm(), as current_objcg_update().
+ */
 static struct osh_memcg *osh_current_task_memcg(void *unused)
 {
-	struct mem_cgroup *memcg = mem_cgroup_from_task(current);
+	struct mem_cgroup *memcg;
+
+	if (!current->mm || (current->flags & PF_KTHREAD))
+		return NULL;
+	memcg = mem_cgroup_from_task(current);
 
 	return osh_memcg_lookup(&osh_tree, cgroup_id(memcg->css.cgroup));
 }
@@ -165,22 +176,24 @@ static struct osh_task *osh_task_create(struct task_struct *p)
 /*
  * Whether the current allocation goes through the task's cache, and the
  * cache: not for remote charging (active_memcg) nor outside task context,
- * which look the memcg up as 6.1 does.
+ * which look the memcg up as 6.1 does.  A task keeps using its cache past
+ * exit_mm() until mem_cgroup_exit(), as the kernels with the cache do.
  */
 static bool osh_current_task_state(struct osh_task **state)
 {
 	*state = NULL;
 	if (!osh_any_task_cache || !in_task() ||
-	    READ_ONCE(current->active_memcg) || !current->mm ||
-	    (current->flags & PF_KTHREAD))
+	    READ_ONCE(current->active_memcg))
 		return false;
 	*state = osh_task_lookup(current);
-	if (!*state) {
-		/* tasks that existed at load get their state at first use */
-		*state = osh_task_create(current);
-		if (*state)
-			OSH_KEV_INC(task_lazy);
-	}
+	if (*state)
+		return true;
+	if (!current->mm || (current->flags & PF_KTHREAD))
+		return false;
+	/* tasks that existed at load get their state at first use */
+	*state = osh_task_create(current);
+	if (*state)
+		OSH_KEV_INC(task_lazy);
 	return true;
 }
 
@@ -194,11 +207,20 @@ static u64 osh_expected_charge_id(struct osh_memcg *shadow)
 	return 0;
 }
 
+/*
+ * The kernel's own objcg for the object against the memcg the running
+ * kernel's design charges (6.1's rule when that design is not loaded).
+ */
 static void osh_check_attribution(struct obj_cgroup *kobjcg,
-				  struct osh_memcg *shadow)
+				  struct osh_memcg *shadow,
+				  struct osh_objcg **picked)
 {
 	u64 want = osh_expected_charge_id(shadow), got = 0;
 	struct mem_cgroup *memcg;
+
+	if (osh_reference >= 0)
+		want = picked[osh_reference] ?
+		       READ_ONCE(picked[osh_reference]->memcg)->id : 0;
 
 	if (kobjcg) {
 		memcg = READ_ONCE(kobjcg->memcg);
@@ -232,7 +254,7 @@ static void osh_charge_end(struct osh_charge *c)
 	osh_leave(c->ctx, c->flags);
 }
 
-static bool osh_charge_begin(struct osh_charge *c, bool check,
+static bool osh_charge_begin(struct osh_charge *c, int node, bool check,
 			     struct obj_cgroup *(*kernel_objcg)(const void *key,
 								const void *arg),
 			     const void *key, const void *arg)
@@ -240,6 +262,7 @@ static bool osh_charge_begin(struct osh_charge *c, bool check,
 	struct mem_cgroup *kmemcg;
 	struct osh_task *state;
 	bool use_cache;
+	int n = 0;
 
 	if (unlikely(!READ_ONCE(osh_kmem_ready))) {
 		OSH_KEV_INC(not_ready);
@@ -250,14 +273,18 @@ static bool osh_charge_begin(struct osh_charge *c, bool check,
 	c->ctx = osh_enter(&c->flags);
 	if (!c->ctx)
 		return false;
+	c->ctx->event_node = node;
 	rcu_read_lock();
 	c->shadow = osh_current_shadow(&kmemcg);
+	memset(c->picked, 0, sizeof(c->picked));
+	if (c->shadow || state)
+		n = osh_acct_pick_all(&osh_acct, c->ctx, c->shadow, state,
+				      use_cache ? osh_current_task_memcg : NULL,
+				      NULL, c->picked);
 	if (check)
-		osh_check_attribution(kernel_objcg(key, arg), c->shadow);
-	if (c->shadow &&
-	    osh_acct_pick_all(&osh_acct, c->ctx, c->shadow, state,
-			      use_cache ? osh_current_task_memcg : NULL, NULL,
-			      c->picked))
+		osh_check_attribution(kernel_objcg(key, arg), c->shadow,
+				      c->picked);
+	if (n)
 		return true;
 	osh_charge_end(c);
 	return false;
@@ -288,8 +315,9 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 	const struct osh_slub_cache_prefix *l;
 	struct osh_charge c;
 	bool accounted;
+	int node;
 
-	if (unlikely(!ptr) || !memcg_kmem_enabled())
+	if (unlikely(!ptr) || !osh_memcg_kmem_on())
 		return;
 	if (!s) {
 		s = osh_obj_cache(ptr);
@@ -310,14 +338,29 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 			OSH_KEV_INC(kernel_only);
 		return;
 	}
-	if (!osh_charge_begin(&c, true, osh_kernel_objcg_of_obj, ptr, s))
+	node = page_to_nid(virt_to_page(ptr));
+	if (!osh_charge_begin(&c, node, true, osh_kernel_objcg_of_obj, ptr, s))
 		return;
 	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
-			    (unsigned long)ptr, osh_obj_full_size(s),
-			    page_to_nid(virt_to_page(ptr)),
+			    (unsigned long)ptr, osh_obj_full_size(s), node,
 			    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
 			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE);
 	osh_charge_end(&c);
+}
+
+/**
+ * osh_kmem_slab_charge_existing() - kmem_cache_charge() of an object
+ * @ptr: the object, allocated without accounting
+ * @gfp: the flags of the charge
+ *
+ * The kernel charges it as if it had been allocated with __GFP_ACCOUNT
+ * (unless it already was): so does the shadow.
+ * Context: kretprobe handler of kmem_cache_charge(), same task.
+ */
+void osh_kmem_slab_charge_existing(const void *ptr, gfp_t gfp)
+{
+	if (ptr && !osh_objmap_peek(&osh_acct.objmap, (unsigned long)ptr))
+		osh_kmem_slab_alloc(ptr, NULL, gfp | __GFP_ACCOUNT);
 }
 
 /**
@@ -356,7 +399,7 @@ void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size)
 {
 	struct osh_charge c;
 
-	if (!osh_charge_begin(&c, false, NULL, NULL, NULL))
+	if (!osh_charge_begin(&c, -1, false, NULL, NULL, NULL))
 		return;
 	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
 			    (unsigned long)ptr, osh_pcpu_obj_full_size(size), -1,
@@ -387,7 +430,8 @@ void osh_kmem_page_charged(struct page *page, unsigned int order)
 {
 	struct osh_charge c;
 
-	if (!osh_charge_begin(&c, true, osh_kernel_objcg_of_page, page, NULL))
+	if (!osh_charge_begin(&c, page_to_nid(page), true,
+			      osh_kernel_objcg_of_page, page, NULL))
 		return;
 	osh_acct_page_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
 			    (unsigned long)page, 1U << order, page_to_nid(page));
@@ -578,8 +622,12 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		return err;
 	}
 	osh_acct.cpu_ctx = osh_ctx_of;
-	for (d = 0; d < nr_designs; d++)
+	osh_reference = -1;
+	for (d = 0; d < nr_designs; d++) {
 		osh_any_task_cache |= designs[d].task_cache != OSH_TASK_CACHE_NONE;
+		if (!strcmp(designs[d].name, OSH_REFERENCE_DESIGN))
+			osh_reference = d;
+	}
 	for_each_possible_cpu(cpu)
 		osh_acct_cpu_init(&osh_acct, per_cpu_ptr(osh_ctx, cpu), cpu,
 				  cpu_to_node(cpu));

@@ -12,12 +12,13 @@
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include "compat.h"
 #include "osh_module.h"
 
 struct osh_memcg_tree osh_tree;
 
 static unsigned int osh_keep_freed = 256;
-static char osh_designs_param[256] = "v6.1,v6.7,v7.1,pernode";
+static char osh_designs_param[256] = OSH_DEFAULT_DESIGNS;
 static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
 static unsigned int osh_objmap_bits = 17;
@@ -85,7 +86,8 @@ MODULE_PARM_DESC(keep_freed,
 		 "freed memcg records kept for display in debugfs (0..65536, default 256)");
 module_param_cb(designs, &osh_designs_ops, &osh_designs_kps, 0444);
 MODULE_PARM_DESC(designs,
-		 "comma list of accounting designs run side by side (default v6.1,v6.7,v7.1,pernode)");
+		 "comma list of accounting designs run side by side (default "
+		 OSH_DEFAULT_DESIGNS ")");
 module_param_cb(objmap_bits, &osh_objmap_bits_ops, &osh_objmap_bits, 0444);
 MODULE_PARM_DESC(objmap_bits,
 		 "log2 of object map buckets of 8 objects (8..24, default 17)");
@@ -108,9 +110,10 @@ static int __init osh_init(void)
 		if (WARN_ON_ONCE(osh_nr_designs < 0))
 			return -EINVAL;
 	}
-	err_code = osh_slab_layout_verify();
+	err_code = osh_kernel_verify();
 	if (err_code) {
-		pr_err("refusing to load: object sizes and SLAB_ACCOUNT cannot be read reliably on this kernel\n");
+		pr_err("refusing to load: this kernel is not one objcg_shadow verified (built for the %s family; supported: %s)\n",
+		       OSH_KERNEL_FAMILY, OSH_SUPPORTED_KERNELS);
 		return err_code;
 	}
 

@@ -18,7 +18,7 @@ void osh_sum_percpu_counters(void *sum, const void __percpu *pcp,
 extern struct osh_memcg_tree osh_tree;
 extern struct osh_acct osh_acct;
 
-int osh_slab_layout_verify(void);
+int osh_kernel_verify(void);
 
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		  unsigned int objmap_bits, unsigned int pagemap_bits);
@@ -26,6 +26,7 @@ void osh_kmem_start(void);
 void osh_kmem_stop(void);
 void osh_kmem_exit(void);
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp);
+void osh_kmem_slab_charge_existing(const void *ptr, gfp_t gfp);
 void osh_kmem_slab_free(const void *ptr);
 void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size);
 void osh_kmem_percpu_free(void __percpu *ptr);

@@ -7,7 +7,9 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/kprobes.h>
 #include <linux/slab.h>
+#include <linux/utsname.h>
 #include "compat.h"
 #include "osh_module.h"
 
@@ -21,8 +23,8 @@ static int osh_check(bool ok, const char *what, unsigned long got,
 {
 	if (ok)
 		return 0;
-	pr_err("SLUB layout check failed: %s (read %lu, expected %lu); this kernel's struct kmem_cache or struct slab differs from the 6.1 layout objcg_shadow knows\n",
-	       what, got, want);
+	pr_err("SLUB layout check failed: %s (read %lu, expected %lu); this kernel's struct kmem_cache or struct slab differs from the %s layout objcg_shadow knows\n",
+	       what, got, want, OSH_KERNEL_FAMILY);
 	return -ENOEXEC;
 }
 
@@ -75,12 +77,7 @@ static int osh_verify_kmalloc(gfp_t gfp, bool accounted)
 	return err;
 }
 
-/**
- * osh_slab_layout_verify() - check the SLUB mirrors against this kernel
- *
- * Return: 0, -ENOEXEC if the layout differs (logged), -ENOMEM.
- */
-int osh_slab_layout_verify(void)
+static int osh_slab_layout_verify(void)
 {
 	struct kmem_cache *a, *b;
 	int err = -ENOMEM;
@@ -101,5 +98,79 @@ int osh_slab_layout_verify(void)
 	kmem_cache_destroy(b);
 	if (!err)
 		pr_info("SLUB layout verified\n");
+	return err;
+}
+
+/* "6.12.118+deb13-amd64" is of the family "6.12", "6.120.1" is not. */
+static bool osh_release_in_family(const char *release, const char *family)
+{
+	size_t n = strlen(family);
+
+	return !strncmp(release, family, n) &&
+	       (release[n] == '.' || release[n] == '-' || release[n] == '+');
+}
+
+#if OSH_HAVE_OBJ_STOCK_TRYLOCK
+struct osh_obj_stock_pcp __percpu *osh_kernel_obj_stock;
+#endif
+
+/**
+ * osh_kernel_symbol() - address of a kernel symbol, exported or not
+ * @name: symbol name
+ *
+ * kallsyms_lookup_name() is not exported; a kprobe on it gives its
+ * address (past the endbr64 on IBT kernels, which an indirect call must
+ * not skip).
+ *
+ * Return: the address, or 0 if @name (or kallsyms) cannot be found.
+ */
+unsigned long osh_kernel_symbol(const char *name)
+{
+	struct kprobe kp = { .symbol_name = "kallsyms_lookup_name" };
+	unsigned long (*lookup)(const char *name);
+	unsigned long addr;
+
+	if (register_kprobe(&kp))
+		return 0;
+	addr = (unsigned long)kp.addr;
+	unregister_kprobe(&kp);
+#ifdef CONFIG_X86_KERNEL_IBT
+	u32 insn;
+
+	/* endbr64: f3 0f 1e fa */
+	memcpy(&insn, (void *)(addr - ENDBR_INSN_SIZE), sizeof(insn));
+	if (insn == 0xfa1e0ff3)
+		addr -= ENDBR_INSN_SIZE;
+#endif
+	lookup = (void *)addr;
+	return lookup(name);
+}
+
+/**
+ * osh_kernel_verify() - is this a kernel whose layouts the module knows
+ *
+ * The running release must be of the family the module was built for,
+ * the SLUB mirrors must describe it, and the family's private symbols
+ * must exist.  Every failure is logged with what failed.
+ *
+ * Return: 0, -ENOEXEC (not verified), -ENOENT (symbol missing), -ENOMEM.
+ */
+int osh_kernel_verify(void)
+{
+	const char *release = init_utsname()->release;
+	int err;
+
+	if (!osh_release_in_family(release, OSH_KERNEL_FAMILY)) {
+		pr_err("running %s, built for the %s family\n", release,
+		       OSH_KERNEL_FAMILY);
+		return -ENOEXEC;
+	}
+	err = osh_slab_layout_verify();
+	if (err)
+		return err;
+	err = osh_compat_init();
+	if (err)
+		pr_err("a private symbol of %s is missing: error %d\n",
+		       release, err);
 	return err;
 }

@@ -25,6 +25,19 @@
 #define OSH_DESIGN_NAME_LEN	32
 #define OSH_MAX_NODES		64	/* shadow per-node state is sized by nr_nodes */
 
+/* How a design's per-CPU obj stock picks and batches. */
+enum osh_stock_kind {
+	/* 6.1/6.12: slots keyed by objcg, least recently used one replaced,
+	 * slab vmstat batched per slot and node
+	 */
+	OSH_STOCK_LRU,
+	/* 7.3: first empty slot, else round robin; u16 byte counts; one slab
+	 * vmstat batch per CPU keyed by (slot, node); an interrupt that finds
+	 * the stock held writes through
+	 */
+	OSH_STOCK_ROUND_ROBIN,
+};
+
 enum osh_task_cache {
 	OSH_TASK_CACHE_NONE,		/* look the objcg up at every allocation */
 	OSH_TASK_CACHE_SINGLE,		/* one cached objcg per task (v6.7+) */
@@ -38,6 +51,8 @@ struct osh_design {
 	enum osh_task_cache task_cache;
 	unsigned int stock_slots;	/* per-CPU obj stock slots, 1 in 6.1 */
 	bool stock_by_memcg;		/* a slot matches any objcg of its memcg */
+	enum osh_stock_kind stock_kind;
+	bool objcg_of_page_node;	/* per-node objcg of the page, not the CPU */
 };
 
 enum osh_slab_type {
@@ -92,6 +107,11 @@ struct osh_stock_slot {
 struct osh_stock {
 	u64 clock;
 	struct osh_stock_slot slot[OSH_STOCK_MAX_SLOTS];
+	/* OSH_STOCK_ROUND_ROBIN: the next victim and the one vmstat batch */
+	unsigned int drain_idx;
+	int stat_slot;			/* slot owning stat_b[], -1 for none */
+	int stat_node;
+	int stat_b[OSH_NR_SLAB_TYPES];
 };
 
 /* Per design, per CPU: what the design would do, in counts. */
@@ -118,6 +138,7 @@ struct osh_dcounters {
 	unsigned long stock_takes;	/* slot (re)assigned: drain_obj_stock() */
 	unsigned long page_allocs;	/* page-level kmem charges */
 	unsigned long page_frees;
+	unsigned long stock_busy;	/* kernel's stock trylock failed: written through */
 };
 
 #define OSH_NR_DCOUNTERS (sizeof(struct osh_dcounters) / sizeof(unsigned long))
@@ -127,6 +148,8 @@ struct osh_cpu_ctx {
 	int cpu;
 	int node;			/* this CPU's NUMA node */
 	unsigned int depth;		/* recursion guard */
+	bool kernel_stock_busy;		/* this event found the kernel's stock held */
+	int event_node;			/* node of the event's page, -1 unknown */
 	unsigned long recursion;	/* events dropped: handler re-entered */
 	struct osh_stock stock[OSH_MAX_DESIGNS];
 	struct osh_dcounters cnt[OSH_MAX_DESIGNS];
@@ -199,6 +222,16 @@ struct osh_acct {
 	unsigned int task_nodes_off[OSH_MAX_DESIGNS];
 	unsigned int task_nodes_total;
 };
+
+/* The node whose per-node objcg design @d charges for this CPU's event. */
+static inline int osh_objcg_node(const struct osh_acct *acct, unsigned int d,
+				 const struct osh_cpu_ctx *ctx)
+{
+	if (acct->designs[d].objcg_of_page_node && ctx->event_node >= 0 &&
+	    ctx->event_node < (int)acct->nr_nodes)
+		return ctx->event_node;
+	return ctx->node;
+}
 
 static inline size_t osh_objinfo_size(const struct osh_acct *acct)
 {

@@ -394,7 +394,8 @@ struct osh_objcg *osh_acct_pick_objcg(struct osh_acct *acct, unsigned int d,
 				      struct osh_cpu_ctx *ctx,
 				      struct osh_memcg *memcg)
 {
-	struct osh_objcg *objcg = osh_objcg_walk(acct, d, memcg, ctx->node);
+	struct osh_objcg *objcg = osh_objcg_walk(acct, d, memcg,
+						 osh_objcg_node(acct, d, ctx));
 
 	if (!objcg)
 		ctx->cnt[d].root_bypass++;
@@ -771,9 +772,13 @@ void osh_acct_cpu_init(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	memset(ctx, 0, sizeof(*ctx));
 	ctx->cpu = cpu;
 	ctx->node = node;
-	for (d = 0; d < OSH_MAX_DESIGNS; d++)
+	ctx->event_node = -1;
+	for (d = 0; d < OSH_MAX_DESIGNS; d++) {
 		for (i = 0; i < OSH_STOCK_MAX_SLOTS; i++)
 			ctx->stock[d].slot[i].node = -1;
+		ctx->stock[d].stat_slot = -1;
+		ctx->stock[d].stat_node = -1;
+	}
 }
 
 /**

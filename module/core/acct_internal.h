@@ -34,4 +34,16 @@ void osh_stock_mod_state(struct osh_acct *acct, unsigned int d,
 void osh_stock_drain_all_slots(struct osh_acct *acct, unsigned int d,
 			       struct osh_cpu_ctx *ctx);
 
+void osh_stock_rr_charge(struct osh_acct *acct, unsigned int d,
+			 struct osh_cpu_ctx *ctx, struct osh_objcg *objcg,
+			 unsigned int size);
+void osh_stock_rr_uncharge(struct osh_acct *acct, unsigned int d,
+			   struct osh_cpu_ctx *ctx, struct osh_objcg *objcg,
+			   unsigned int size);
+void osh_stock_rr_mod_state(struct osh_acct *acct, unsigned int d,
+			    struct osh_cpu_ctx *ctx, struct osh_objcg *objcg,
+			    int node, enum osh_slab_type type, int nr);
+void osh_stock_rr_drain_all(struct osh_acct *acct, unsigned int d,
+			    struct osh_cpu_ctx *ctx);
+
 #endif /* OBJCG_SHADOW_ACCT_INTERNAL_H */

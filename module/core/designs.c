@@ -14,7 +14,13 @@ static const struct osh_design osh_base_designs[] = {
 	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1 },
 	{ .name = "pernode", .per_node_objcg = true,
 	  .task_cache = OSH_TASK_CACHE_PERNODE, .stock_slots = 1 },
+	{ .name = "v7.3", .per_node_objcg = true,
+	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 5,
+	  .stock_kind = OSH_STOCK_ROUND_ROBIN },
 };
+
+#define OSH_DESIGN_BASES	"v6.1, v6.7, v7.1, pernode, v7.3"
+#define OSH_DESIGN_KNOBS	"+stockN (N=1..8), +memcgkey, +pernode, +pagenode"
 
 /**
  * osh_design_known_names() - what designs= accepts, for error messages
@@ -23,7 +29,7 @@ static const struct osh_design osh_base_designs[] = {
  */
 const char *osh_design_known_names(void)
 {
-	return "v6.1, v6.7, v7.1, pernode, optionally with +stockN (N=1..8) and/or +memcgkey";
+	return OSH_DESIGN_BASES ", each optionally with " OSH_DESIGN_KNOBS;
 }
 
 static int osh_parse_one(struct osh_design *out, const char *tok, size_t len,
@@ -53,6 +59,15 @@ static int osh_parse_one(struct osh_design *out, const char *tok, size_t len,
 
 		if (opt_len == 8 && !strncmp(opt, "memcgkey", 8)) {
 			out->stock_by_memcg = true;
+		} else if (opt_len == 7 && !strncmp(opt, "pernode", 7)) {
+			out->per_node_objcg = true;
+			out->task_cache = OSH_TASK_CACHE_PERNODE;
+		} else if (opt_len == 8 && !strncmp(opt, "pagenode", 8)) {
+			/* the follow-up patch builds on the per-node array */
+			out->per_node_objcg = true;
+			out->objcg_of_page_node = true;
+			if (out->task_cache == OSH_TASK_CACHE_SINGLE)
+				out->task_cache = OSH_TASK_CACHE_PERNODE;
 		} else if (opt_len == 6 && !strncmp(opt, "stock", 5) &&
 			   opt[5] >= '1' && opt[5] <= '0' + OSH_STOCK_MAX_SLOTS) {
 			out->stock_slots = opt[5] - '0';
@@ -175,7 +190,7 @@ static const struct {
 	OSH_DCOUNTER(task_refresh), OSH_DCOUNTER(task_retry),
 	OSH_DCOUNTER(task_root_fallback),
 	OSH_DCOUNTER(page_allocs), OSH_DCOUNTER(page_frees),
-	OSH_DCOUNTER(stock_takes),
+	OSH_DCOUNTER(stock_takes), OSH_DCOUNTER(stock_busy),
 };
 
 /**
@@ -192,12 +207,16 @@ void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob)
 		struct osh_dcounters sum;
 
 		osh_acct_sum_counters(acct, d, &sum);
-		osh_buf_printf(ob, "design=%s objcg=%s task_cache=%s stock_slots=%u stock_key=%s",
+		osh_buf_printf(ob,
+			       "design=%s objcg=%s task_cache=%s stock_slots=%u stock_key=%s stock=%s objcg_node=%s",
 			       design->name,
 			       design->per_node_objcg ? "pernode" : "permemcg",
 			       osh_task_cache_names[design->task_cache],
 			       design->stock_slots,
-			       design->stock_by_memcg ? "memcg" : "objcg");
+			       design->stock_by_memcg ? "memcg" : "objcg",
+			       design->stock_kind == OSH_STOCK_ROUND_ROBIN ?
+			       "roundrobin" : "lru",
+			       design->objcg_of_page_node ? "page" : "cpu");
 		for (i = 0; i < ARRAY_SIZE(osh_dcounter_fields); i++)
 			osh_buf_printf(ob, " %s=%lu", osh_dcounter_fields[i].name,
 				       *(unsigned long *)((char *)&sum +

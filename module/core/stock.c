@@ -186,6 +186,10 @@ void osh_stock_charge(struct osh_acct *acct, unsigned int d,
 	struct osh_stock_slot *slot;
 	unsigned int nr_pages, nr_bytes;
 
+	if (acct->designs[d].stock_kind == OSH_STOCK_ROUND_ROBIN) {
+		osh_stock_rr_charge(acct, d, ctx, objcg, size);
+		return;
+	}
 	/* consume_obj_stock() */
 	slot = osh_stock_find(acct, d, &ctx->stock[d], objcg);
 	if (slot && slot->nr_bytes >= size) {
@@ -216,7 +220,10 @@ void osh_stock_uncharge(struct osh_acct *acct, unsigned int d,
 			struct osh_cpu_ctx *ctx, struct osh_objcg *objcg,
 			unsigned int size)
 {
-	osh_stock_refill(acct, d, ctx, objcg, size, true);
+	if (acct->designs[d].stock_kind == OSH_STOCK_ROUND_ROBIN)
+		osh_stock_rr_uncharge(acct, d, ctx, objcg, size);
+	else
+		osh_stock_refill(acct, d, ctx, objcg, size, true);
 }
 
 /**
@@ -236,6 +243,10 @@ void osh_stock_mod_state(struct osh_acct *acct, unsigned int d,
 	struct osh_stock_slot *slot;
 	int *bytes;
 
+	if (acct->designs[d].stock_kind == OSH_STOCK_ROUND_ROBIN) {
+		osh_stock_rr_mod_state(acct, d, ctx, objcg, node, type, nr);
+		return;
+	}
 	slot = osh_stock_find(acct, d, &ctx->stock[d], objcg);
 	if (!slot) {
 		slot = osh_stock_take(acct, d, ctx, objcg);
@@ -275,6 +286,10 @@ void osh_stock_drain_all_slots(struct osh_acct *acct, unsigned int d,
 {
 	unsigned int i;
 
+	if (acct->designs[d].stock_kind == OSH_STOCK_ROUND_ROBIN) {
+		osh_stock_rr_drain_all(acct, d, ctx);
+		return;
+	}
 	for (i = 0; i < OSH_STOCK_MAX_SLOTS; i++) {
 		if (ctx->stock[d].slot[i].objcg) {
 			ctx->cnt[d].drain_explicit++;

@@ -117,6 +117,8 @@ static struct osh_objcg **osh_refresh_pernode(struct osh_acct *acct,
 	do {
 		struct osh_memcg *memcg;
 
+		/* a failed exchange left the attacher's flag in @cleared */
+		cleared = (unsigned long)array;
 		xchg(&task->word[d], cleared);
 		if (retry)
 			ctx->cnt[d].task_retry++;
@@ -167,7 +169,7 @@ struct osh_objcg *osh_acct_task_objcg(struct osh_acct *acct, unsigned int d,
 			ctx->cnt[d].task_root_fallback++;
 			return NULL;
 		}
-		objcg = array[ctx->node < (int)acct->nr_nodes ? ctx->node : 0];
+		objcg = array[osh_objcg_node(acct, d, ctx)];
 	}
 	if (!objcg) {
 		ctx->cnt[d].root_bypass++;

@@ -21,7 +21,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(HERE)))
-MODULE = os.path.join(REPO, "module", "objcg_shadow.ko")
+# the build for the guest's kernel (scripts/objcg-shadow vm sets it)
+MODULE = os.environ.get("OSH_MODULE") or os.path.join(REPO, "module",
+                                                      "objcg_shadow.ko")
 KMEMLOAD = os.path.join(REPO, "tests", "workloads", "kmemload")
 CG = "/sys/fs/cgroup"
 BENCH_CG = os.path.join(CG, "osh-bench")

@@ -13,7 +13,7 @@ import osh_vm
 
 REPO = Path(__file__).resolve().parents[2]
 DESIGNS = "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey"
-NAMES = ("switch", "memcgs", "reparent", "crossnode")
+NAMES = ("switch", "memcgs", "slots", "reparent", "crossnode")
 
 PLOT_KEYS = [("drains", "drain_objcg"), ("charges", "charge_ops"),
              ("uncharges", "uncharge_ops"), ("node flushes", "drain_node"),
@@ -51,7 +51,8 @@ def report(result: dict, png: Path | None) -> str:
     out = ["experiment %s: %s (%.1fs in the guest)" % (
         result["experiment"], result["workload"], result["seconds"]),
         osh_designs.table(result["delta"]),
-        osh_designs.agreement_text(result["agreement"])]
+        osh_designs.agreement_text(result["agreement"],
+                                   osh_designs.reference_of(result["delta"]))]
     if png:
         out.append("plot: %s" % png)
     return "\n".join(out)

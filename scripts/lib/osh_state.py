@@ -80,6 +80,8 @@ class Shadow:
         self.designs = {r["design"]: {k: as_number(v) for k, v in r.items()}
                         for r in self._records("designs")}
         self.objects = self._kv("objects")
+        observed = self._records("observed")
+        self.observed = observed[0] if observed else {}
 
     def _records(self, name: str) -> list[dict]:
         return read_records(name, self.root)
@@ -107,9 +109,15 @@ class Shadow:
             todo.extend(kids.get(c, []))
         return out
 
+    @property
+    def reference(self) -> str:
+        """The design that reproduces the running kernel (v6.1 on 6.1)."""
+        return self.observed.get("reference", "v6.1")
+
     def default_design(self) -> str:
-        if "v6.1" in self.kmem or not self.kmem:
-            return "v6.1"
+        """The running kernel's design if it is loaded, else the first."""
+        if self.reference in self.kmem or not self.kmem:
+            return self.reference
         return next(iter(self.kmem))
 
 

@@ -41,6 +41,8 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import osh_kernels
+
 LIB_DIR = Path(__file__).resolve().parent
 GUEST_DIR = LIB_DIR / "guest"
 REPO = LIB_DIR.parent.parent
@@ -52,7 +54,6 @@ EXIT_FAILURE = 125   # build failure, VM/boot failure, kernel WARN/BUG/panic/Oop
 
 DEFAULT_CMD = ["cat", "/sys/kernel/debug/objcg_shadow/cgroups"]
 MODULE_NAME = "objcg_shadow"
-MODULE_REL = "module/objcg_shadow.ko"
 
 # Debian packages the VM needs on the host (the guest uses the host's root fs,
 # so python3, kmod, util-linux etc. come from the host too).
@@ -61,9 +62,10 @@ BUILD_PACKAGES = ["make", "gcc"]
 
 # Modules the initramfs loads (their modules.dep dependencies are added
 # automatically, in load order).  crc32c_generic: ext4/jbd2 need "crc32c"
-# through the crypto API (a softdep, not in modules.dep).
+# through the crypto API (a softdep, not in modules.dep); 7.3 calls it
+# crc32c_cryptoapi.  A tuple names one module under its kernels' names.
 INITRAMFS_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "virtio_blk",
-                     "crc32c_generic", "ext4"]
+                     ("crc32c_generic", "crc32c_cryptoapi"), "ext4"]
 INITRAMFS_FORMAT = "1"  # bump to invalidate cached initramfs images
 
 # watchdog_thresh=60: soft lockups are reported after 120 s instead of 20.
@@ -175,31 +177,17 @@ class Kernel:
     version: str
     vmlinuz: Path
     modules_dir: Path   # .../lib/modules/<version>, with modules.dep
+    root: Path | None = None        # the extracted packages (headers in usr/src)
+    family: osh_kernels.Family | None = None
 
     @property
-    def headers(self) -> Path:
-        return Path("/usr/src") / f"linux-headers-{self.version}"
+    def module(self) -> Path:
+        """objcg_shadow.ko built for this kernel."""
+        return REPO / "build" / "kbuild" / self.version / "module" / "objcg_shadow.ko"
 
-
-def _version_key(v: str):
-    return [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", v)]
-
-
-def _installed_header_versions() -> list[str]:
-    vers = [p.name[len("linux-headers-"):] for p in Path("/usr/src").glob("linux-headers-*-amd64")
-            if p.is_dir()]
-    return sorted(vers, key=_version_key)
-
-
-def default_kernel_version() -> str:
-    vers = _installed_header_versions()
-    if not vers:
-        ensure_packages(["linux-headers-amd64"])
-        vers = _installed_header_versions()
-        if not vers:
-            raise VMError("no /usr/src/linux-headers-*-amd64 even after installing "
-                          "linux-headers-amd64")
-    return vers[-1]
+    @property
+    def guest_module(self) -> str:
+        return "/run/osh/repo/" + str(self.module.relative_to(REPO))
 
 
 @contextlib.contextmanager
@@ -214,73 +202,52 @@ def _cache_lock():
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def fetch_kernel(version: str) -> Kernel:
-    """Debian's linux-image-<version>, extracted into .cache/kernels/<version>/."""
-    kdir = CACHE / "kernels" / version
-    stamp = kdir / ".complete"
-    kernel = Kernel(version, kdir / "boot" / f"vmlinuz-{version}",
-                    kdir / "lib" / "modules" / version)
-    if stamp.exists():
-        return kernel
+def _kernel_dir(version: str) -> Path:
+    return CACHE / "kernels" / version
+
+
+def fetch_kernel(fam: osh_kernels.Family) -> Kernel:
+    """The pinned kernel of `fam` (image, modules, headers), cached."""
+    ensure_packages(["kmod"])
     with _cache_lock():
-        if stamp.exists():
-            return kernel
-        ensure_packages(["kmod"])
-        pkg = f"linux-image-{version}"
-        progress(f"fetching {pkg} (one-time, cached in .cache/kernels/)...")
-        kdir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=kdir.parent))
         try:
-            r = _apt(["download", pkg], cwd=tmp)
-            if r.returncode != 0 and not _apt_updated:
-                apt_update()
-                r = _apt(["download", pkg], cwd=tmp)
-            debs = list(tmp.glob("*.deb"))
-            if r.returncode != 0 or not debs:
-                raise VMError(f"apt-get download {pkg} failed (is {version} a Debian kernel "
-                              "version available from the archive?)", detail=r.stdout)
-            root = tmp / "root"
-            r = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if r.returncode != 0:
-                raise VMError(f"dpkg-deb -x {debs[0].name} failed", detail=r.stdout)
-            if not (root / "boot" / f"vmlinuz-{version}").exists():
-                raise VMError(f"{debs[0].name} has no boot/vmlinuz-{version}")
-            # The package ships no modules.dep (its postinst runs depmod).
-            r = subprocess.run(["depmod", "-b", str(root), version],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            if r.returncode != 0:
-                raise VMError(f"depmod for {version} failed", detail=r.stdout)
-            if kdir.exists():
-                shutil.rmtree(kdir)
-            root.rename(kdir)
-            stamp.write_text(debs[0].name + "\n")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return kernel
+            version, kdir = osh_kernels.fetch(fam, _kernel_dir, progress)
+        except osh_kernels.KernelError as e:
+            raise VMError(str(e), detail=e.detail)
+    return Kernel(version, kdir / "boot" / f"vmlinuz-{version}",
+                  kdir / "lib" / "modules" / version, kdir, fam)
 
 
 def resolve_kernel(spec: str | None) -> Kernel:
-    """--kernel: None (newest installed headers), a version, or a vmlinuz path."""
-    if not spec:
-        return fetch_kernel(default_kernel_version())
-    if "/" not in spec and not Path(spec).is_file():
-        if not re.fullmatch(r"[0-9][A-Za-z0-9.+_~-]*", spec):
-            raise VMError(f"--kernel {spec!r}: not a kernel version or a vmlinuz file")
-        return fetch_kernel(spec)
+    """--kernel: a family of the table (6.1, 6.12, 7.3; default 6.1), its
+    full version, or a path to a vmlinuz with lib/modules next to it."""
+    spec = spec or osh_kernels.DEFAULT
+    if spec in osh_kernels.KERNELS:
+        return fetch_kernel(osh_kernels.KERNELS[spec])
+    fam = osh_kernels.family_of_version(spec)
+    if fam and "/" not in spec:
+        if spec != fam.version():
+            raise VMError(f"--kernel {spec}: the {fam.name} family is pinned to "
+                          f"{fam.version()}; use --kernel {fam.name}", code=2)
+        return fetch_kernel(fam)
+    if "/" not in spec:
+        raise VMError(f"--kernel {spec!r} is not a supported kernel; supported: "
+                      f"{osh_kernels.supported()}, or a path to a vmlinuz-VERSION file",
+                      code=2)
     path = Path(spec).resolve()
     if not path.is_file():
-        raise VMError(f"--kernel {spec}: no such file")
+        raise VMError(f"--kernel {spec}: no such file", code=2)
     m = re.match(r"vmlinu[xz]-(.+)$", path.name)
     if not m:
         raise VMError(f"--kernel {spec}: cannot derive the kernel version from the file "
-                      "name (expected vmlinuz-<version>)")
+                      "name (expected vmlinuz-<version>)", code=2)
     version = m.group(1)
     for cand in (path.parent.parent / "lib" / "modules" / version,
                  path.parent / "lib" / "modules" / version,
                  Path("/lib/modules") / version):
         if (cand / "modules.dep").is_file():
-            return Kernel(version, path, cand)
+            return Kernel(version, path, cand, cand.parent.parent.parent,
+                          osh_kernels.family_of_version(version))
     raise VMError(f"--kernel {spec}: no modules for {version} found (looked for "
                   f"lib/modules/{version}/modules.dep next to it and in /lib/modules; "
                   "run depmod -b if the tree has no modules.dep)")
@@ -368,7 +335,7 @@ def _modname(path: str) -> str:
     return base.replace("-", "_")
 
 
-def module_load_order(modules_dir: Path, wanted: list[str]) -> list[tuple[str, Path]]:
+def module_load_order(modules_dir: Path, wanted: list) -> list[tuple[str, Path]]:
     """Resolve `wanted` and their modules.dep dependencies into load order."""
     deps: dict[str, tuple[str, list[str]]] = {}
     for line in (modules_dir / "modules.dep").read_text().splitlines():
@@ -397,6 +364,9 @@ def module_load_order(modules_dir: Path, wanted: list[str]) -> list[tuple[str, P
         order.append((name, modules_dir / rel))
 
     for w in wanted:
+        if isinstance(w, tuple):    # renamed between kernels: the one it has
+            w = next((a for a in w if a.replace("-", "_") in deps or
+                      a.replace("-", "_") in builtin), w[0])
         visit(w, ())
     return order
 
@@ -517,23 +487,29 @@ def _make(args: list[str], what: str, verbose: bool) -> None:
 
 
 def build(kernel: Kernel, verbose: bool) -> None:
-    if not kernel.headers.is_dir():
-        raise VMError(f"kernel headers for {kernel.version} not found at {kernel.headers} "
-                      f"(apt-get install linux-headers-{kernel.version}, or use --no-build)")
-    _make(["module", f"KDIR={kernel.headers}"], f"module for {kernel.version}", verbose)
+    if kernel.root is None or not (kernel.root / "usr" / "src" /
+                                   f"linux-headers-{kernel.version}").is_dir():
+        raise VMError(f"no headers for {kernel.version} next to its image (use --kernel "
+                      f"with a supported kernel: {osh_kernels.supported()}, or --no-build)")
+    try:
+        osh_kernels.build_module(kernel.family, kernel.version, kernel.root, progress,
+                                 verbose)
+    except osh_kernels.KernelError as e:
+        raise VMError(str(e), detail=e.detail)
     _make(["workloads"], "workloads", verbose)
 
 
 def check_module(kernel: Kernel) -> None:
-    ko = REPO / MODULE_REL
+    ko = kernel.module
     if not ko.is_file():
-        raise VMError(f"{MODULE_REL} does not exist (build it, drop --no-build, or use --no-load)")
+        raise VMError(f"{ko.relative_to(REPO)} does not exist (build it: drop --no-build, "
+                      "or use --no-load)")
     r = subprocess.run(["modinfo", "-F", "vermagic", str(ko)], stdout=subprocess.PIPE,
                        stderr=subprocess.DEVNULL, text=True)
     vermagic = r.stdout.split()
     if r.returncode == 0 and vermagic and vermagic[0] != kernel.version:
-        raise VMError(f"{MODULE_REL} was built for {vermagic[0]}, the guest runs "
-                      f"{kernel.version} (rebuild it: drop --no-build)")
+        raise VMError(f"{ko.relative_to(REPO)} was built for {vermagic[0]}, the guest "
+                      f"runs {kernel.version} (rebuild it: drop --no-build)")
 
 
 # --------------------------------------------------------------------------
@@ -594,7 +570,7 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
 
 
 def _write_ctl(ctl: Path, cmd: list[str], nonce: str, load: bool, params: list[str],
-               env: dict[str, str]) -> None:
+               env: dict[str, str], module: str) -> None:
     ctl.mkdir(parents=True, exist_ok=True)
     shutil.copy(GUEST_DIR / "stage2.sh", ctl / "stage2.sh")
     lines = [
@@ -602,7 +578,7 @@ def _write_ctl(ctl: Path, cmd: list[str], nonce: str, load: bool, params: list[s
         f"OSH_NONCE={nonce}",
         f"OSH_LOAD={1 if load else 0}",
         "osh_insmod() {",
-        "    insmod " + shlex.join([f"/run/osh/repo/{MODULE_REL}", *params]),
+        "    insmod " + shlex.join([module, *params]),
         "}",
     ]
     for k, v in env.items():
@@ -790,7 +766,9 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
     if "CI" in os.environ:
         genv["CI"] = os.environ["CI"]
     genv.update(env)
-    _write_ctl(ctl, cmd, nonce, load, params, genv)
+    genv["OSH_MODULE"] = k.guest_module
+    genv["OSH_KERNEL"] = k.family.name if k.family else k.version
+    _write_ctl(ctl, cmd, nonce, load, params, genv, k.guest_module)
     qcmd = qemu_command(k, boot_image, initramfs, cpus=cpus, nodes=nodes, mem=mem, out=out_dir,
                         ctl=ctl, scratch=scratch, verbose=verbose)
     if verbose:

@@ -15,9 +15,32 @@ REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(
     os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
 import osh_state  # noqa: E402
-MODULE = os.path.join(REPO, "module", "objcg_shadow.ko")
+# the build for the guest's kernel (scripts/objcg-shadow vm sets it)
+MODULE = os.environ.get("OSH_MODULE") or os.path.join(REPO, "module",
+                                                      "objcg_shadow.ko")
 KMEMLOAD = os.path.join(REPO, "tests", "workloads", "kmemload")
 CGROOT = "/sys/fs/cgroup"
+
+# The guest's kernel family (scripts/objcg-shadow vm sets OSH_KERNEL) and
+# what differs by family (module/compat/): the design that reproduces it,
+# the hooks that see frees and task exits, the observe-only hooks.
+KERNEL = os.environ.get("OSH_KERNEL", "6.1")
+FAMILY = {
+    "6.1": {"reference": "v6.1", "free_hooks": {"kfree", "kmem_cache_free"},
+            "drain_local": "drain_local_stock",
+            "observe": {"drain_obj_stock", "memcg_account_kmem"}},
+    "6.12": {"reference": "v6.7",
+             "free_hooks": {"__memcg_slab_free_hook", "kmem_cache_charge",
+                            "mem_cgroup_exit"},
+             "drain_local": "drain_local_stock",
+             "observe": {"drain_obj_stock", "__mod_memcg_state"}},
+    "7.3": {"reference": "v7.3",
+            "free_hooks": {"__memcg_slab_free_hook", "kmem_cache_charge",
+                           "mem_cgroup_exit"},
+            "drain_local": "drain_local_obj_stock",
+            "observe": {"drain_obj_stock_slot", "mod_memcg_state"}},
+}[KERNEL]
+REFERENCE = FAMILY["reference"]
 
 
 class TestFailure(AssertionError):

@@ -11,7 +11,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
-from osh_guest import (Workload, cg_mkdir, cg_rmdir_tree, check,  # noqa: E402
+from osh_guest import (FAMILY, REFERENCE, Workload, cg_mkdir, cg_rmdir_tree, check,  # noqa: E402
                        dmesg_mark, enable_memory, ensure_unloaded, insmod,
                        module_loaded, read_kv, run_tests)
 import osh_bench  # noqa: E402
@@ -20,7 +20,8 @@ import osh_designs  # noqa: E402
 import osh_experiment_guest as exp  # noqa: E402
 import osh_state  # noqa: E402
 
-ALL = "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey"
+ALL = ",".join(dict.fromkeys([REFERENCE, "v6.1", "v6.7", "v7.1", "pernode",
+                              "v7.1+stock2", "v7.1+memcgkey"]))
 
 
 def setup():
@@ -47,8 +48,9 @@ def test_switch_drains_v71_vs_pernode():
                d["designs"]["pernode"]["drain_on_free"],
                drains(d, "v7.1+stock2")), flush=True)
         check(allocs > 20000, "too few allocations: %d" % allocs)
-        # the regression: v7.1 drains at (almost) every turn
-        check(v71 >= 0.3 * allocs, "v7.1 drained only %d times" % v71)
+        # the regression: v7.1 drains at (almost) every one of the 6000
+        # turns (on 6.1 once more when the turn's files are freed by RCU)
+        check(v71 >= 0.9 * 6000, "v7.1 drained only %d times" % v71)
         check(v71 >= 10 * pn, "v7.1 %d < 10 x pernode %d" % (v71, pn))
         # the per-node array behaves like the single per-memcg objcg
         check(pn <= 2 * v67 + 2 and v67 <= 2 * pn + 2,
@@ -64,12 +66,13 @@ def test_switch_drains_v71_vs_pernode():
 
 
 def test_fidelity_to_running_kernel():
-    """v6.1 reproduces the kernel's own drains and page charges within 5%
-    on each standard workload."""
+    """The kernel's own design reproduces its drains and page charges
+    within 5% on each standard workload."""
     insmod("designs=" + ALL)
     try:
         setup()
-        workloads = [("memcgs", exp.exp_memcgs), ("switch", exp.exp_switch),
+        workloads = [("memcgs", exp.exp_memcgs), ("slots", exp.exp_slots),
+                     ("switch", exp.exp_switch),
                      ("crossnode", exp.exp_crossnode),
                      ("reparent", exp.exp_reparent)]
         for name, fn in workloads:
@@ -82,14 +85,15 @@ def test_fidelity_to_running_kernel():
                                               100 * a["relative"]),
                       flush=True)
                 check(a["ok"], "%s: %s disagrees: %s" % (name, what, a))
-            check(agr["page_charges"]["observed"] > 500,
-                  "%s: too few page charges to judge" % name)
-            if name == "memcgs":
-                check(agr["drains"]["observed"] > 1000,
-                      "memcgs: the kernel's drains were not observed")
+            if name == "slots":
+                # 8 memcgs on one CPU: every kernel switches or evicts
+                check(agr["drains"]["observed"] > 1000 and
+                      agr["page_charges"]["observed"] > 500,
+                      "slots: the kernel's stock operations were not "
+                      "observed: %s" % agr)
         p = subprocess.run(["scripts/objcg-shadow", "designs"],
                            capture_output=True, text=True)
-        check("fidelity of v6.1" in p.stdout and "pernode" in p.stdout,
+        check("fidelity of " + REFERENCE in p.stdout and "pernode" in p.stdout,
               "objcg-shadow designs output: %s%s" % (p.stdout, p.stderr))
     finally:
         ensure_unloaded()
@@ -216,11 +220,10 @@ def test_observe_off_skips_the_fidelity_kprobes():
         setup()
         states = {h["name"]: h["state"] for h in
                   osh_state.read_records("hooks")}
-        check(states["drain_obj_stock"] == "off" and
-              states["memcg_account_kmem"] == "off",
+        check(all(states[n] == "off" for n in FAMILY["observe"]),
               "observe-only hooks: %s" % states)
-        check(states["drain_local_stock"] == "attached",
-              "drain_local_stock is an input: %s" % states)
+        check(states[FAMILY["drain_local"]] == "attached",
+              "%s is an input: %s" % (FAMILY["drain_local"], states))
         _what, d = exp.measure(exp.exp_memcgs, 0.2)
         check(d["designs"]["v6.1"]["drain_objcg"] > 100,
               "v6.1 did not account: %s" % d["designs"]["v6.1"])

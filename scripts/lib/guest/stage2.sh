@@ -37,7 +37,7 @@ dmesg -n 5 2>/dev/null
 
 if [ "$OSH_LOAD" = 1 ]; then
     if ! osh_insmod; then
-        echo "objcg-shadow guest: insmod $OSH_REPO/module/objcg_shadow.ko failed; not running CMD" >&2
+        echo "objcg-shadow guest: insmod $OSH_MODULE failed; not running CMD" >&2
         finish "insmod failed"
         exit 1
     fi
