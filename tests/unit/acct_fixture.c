@@ -81,10 +81,16 @@ int fx_alloc(int cpu, u64 memcg_id, unsigned long ptr, unsigned int size,
 	     int node, enum osh_slab_type type)
 {
 	struct osh_memcg *m = osh_memcg_lookup(&fx.tree, memcg_id);
+	int saved = fx.cpu[cpu].event_node, ret;
 
 	CHECK(m);
-	return osh_acct_slab_alloc(&fx.acct, &fx.cpu[cpu], m, NULL, ptr, size,
-				   node, type);
+	/* as the glue does: the event's page node, for +pagenode designs */
+	if (saved < 0)
+		fx.cpu[cpu].event_node = node;
+	ret = osh_acct_slab_alloc(&fx.acct, &fx.cpu[cpu], m, NULL, ptr, size,
+				  node, type);
+	fx.cpu[cpu].event_node = saved;
+	return ret;
 }
 
 bool fx_free_obj(int cpu, unsigned long ptr)

@@ -320,10 +320,17 @@ static void check_conservation(unsigned int d, long live_bytes)
 		vm += strtol(v + 27, NULL, 10);
 	}
 	free(text);
-	for (cpu = 0; cpu < FX_CPUS; cpu++)
-		for (i = 0; i < OSH_STOCK_MAX_SLOTS; i++)
-			pend += fx.cpu[cpu].stock[d].slot[i].nr_slab_b[0] +
-				fx.cpu[cpu].stock[d].slot[i].nr_slab_b[1];
+	for (cpu = 0; cpu < FX_CPUS; cpu++) {
+		const struct osh_stock *st = &fx.cpu[cpu].stock[d];
+
+		/* the 7.3 stock batches once per CPU, the 6.1 one per slot */
+		pend += st->stat_b[0] + st->stat_b[1];
+		for (i = 0; i < OSH_STOCK_MAX_SLOTS; i++) {
+			pend += st->slot[i].nr_slab_b[0] + st->slot[i].nr_slab_b[1];
+			CHECK(st->slot[i].nr_bytes <= U16_MAX ||
+			      fx.acct.designs[d].stock_kind != OSH_STOCK_ROUND_ROBIN);
+		}
+	}
 	CHECK_EQ(pages * PG, live_bytes + stock + charged);
 	CHECK_EQ(slab, live_bytes);
 	CHECK_EQ(vm + pend, live_bytes);
@@ -409,6 +416,146 @@ static void test_random_conservation_all_designs(void)
 		   20000);
 }
 
+static void test_random_conservation_73(void)
+{
+	run_random("v7.3,v7.3+pernode,v7.3+pagenode,v7.3+stock2,v6.1", 20000);
+}
+
+/* --- the 7.3 stock: five slots, round robin, one stats batch per CPU --- */
+
+static void test_rr_five_slots_then_round_robin(void)
+{
+	struct osh_dcounters c;
+	u64 id;
+
+	fx_setup("v7.3");
+	for (id = 10; id < 17; id++)
+		fx_memcg(id, 1, 1);
+	/* five memcgs fill the five slots: no drain */
+	for (id = 10; id < 15; id++)
+		CHECK_EQ(fx_alloc(0, id, id << 12, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.stock_takes, 5);
+	CHECK_EQ(c.drain_objcg, 0);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 100);
+	/* the sixth evicts slot 0 (memcg 10), the seventh slot 1 (11) */
+	CHECK_EQ(fx_alloc(0, 15, 15 << 12, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 16, 16 << 12, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_objcg, 2);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), 0);
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(11, 0, "charged_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(12, 0, "stock_bytes"), PG - 100);
+	/*
+	 * 12 is still cached: a hit, no take.  10 again takes slot 2 (the
+	 * round-robin victim, memcg 12) and starts from its remainder.
+	 */
+	CHECK_EQ(fx_alloc(0, 12, 0x99000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x98000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.stock_hits, 1);
+	CHECK_EQ(c.drain_objcg, 3);
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), 0);
+	CHECK_EQ(fx_stat(12, 0, "charged_bytes"), PG - 200);
+	/* its new page plus the old remainder passed PAGE_SIZE: one back */
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 1);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 200);
+	fx_teardown();
+}
+
+static void test_rr_differs_from_lru(void)
+{
+	struct osh_dcounters rr, lru;
+	int round;
+	u64 id;
+
+	/* v7.3 against 6.1's stock with five slots, least recent replaced */
+	fx_setup("v7.3,v6.1+stock5");
+	for (id = 10; id < 16; id++)
+		fx_memcg(id, 1, 1);
+	for (id = 10; id < 15; id++)
+		CHECK_EQ(fx_alloc(0, id, id << 12, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	/*
+	 * 10 is hot, a sixth memcg keeps coming back: LRU evicts the cold
+	 * 11, 12, ...; round robin walks over the hot slot 0 too.
+	 */
+	for (round = 0; round < 10; round++) {
+		CHECK_EQ(fx_alloc(0, 10, 0x100000 + round * 128, 64, 0,
+				  OSH_SLAB_UNRECLAIMABLE), 0);
+		CHECK_EQ(fx_alloc(0, 15, 0x200000 + round * 128, 64, 0,
+				  OSH_SLAB_UNRECLAIMABLE), 0);
+	}
+	osh_acct_sum_counters(&fx.acct, 0, &rr);
+	osh_acct_sum_counters(&fx.acct, 1, &lru);
+	CHECK_EQ(lru.drain_objcg, 1);
+	CHECK(rr.drain_objcg > lru.drain_objcg);
+	fx_teardown();
+}
+
+static void test_rr_stats_batch_per_cpu(void)
+{
+	struct osh_dcounters c;
+
+	fx_setup("v7.3");
+	fx_memcg(10, 1, 1);
+	fx_memcg(11, 1, 1);
+	/* a first value above PAGE_SIZE is still cached (it fits s16) */
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 5000, 0, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_reclaimable"), 0);
+	/* another objcg takes the one batch: 10's bytes are flushed */
+	CHECK_EQ(fx_alloc(0, 11, 0x2000, 300, 0, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_reclaimable"), 5000);
+	CHECK_EQ(fx_stat(11, 0, "vmstat_slab_reclaimable"), 0);
+	/* same objcg, other node: flushed too */
+	CHECK_EQ(fx_alloc(0, 11, 0x3000, 300, 1, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(11, 0, "vmstat_slab_reclaimable"), 300);
+	/* a second value past PAGE_SIZE flushes the sum */
+	CHECK_EQ(fx_alloc(0, 11, 0x4000, 4000, 1, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(11, 0, "vmstat_slab_reclaimable"), 4600);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_node, 2);
+	fx_teardown();
+}
+
+static void test_rr_busy_stock_writes_through(void)
+{
+	struct osh_dcounters c;
+
+	fx_setup("v7.3");
+	fx_memcg(10, 1, 1);
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	/* an interrupt frees while the kernel's stock is held on CPU 0 */
+	fx.cpu[0].kernel_stock_busy = true;
+	CHECK(fx_free_obj(0, 0x1000));
+	fx.cpu[0].kernel_stock_busy = false;
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.stock_busy, 1);
+	/* the bytes went to the objcg, the vmstat straight to the memcg */
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), 100);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(10, 0, "vmstat_slab_unreclaimable"), -100);
+	fx_teardown();
+}
+
+static void test_pagenode_charges_the_page_node(void)
+{
+	struct osh_dcounters c;
+
+	fx_setup("v7.3,v7.3+pagenode");
+	fx_memcg(10, 1, 1);
+	/* CPU 0 is on node 0; the object's page is on node 1 */
+	fx.cpu[0].event_node = 1;
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 100, 1, OSH_SLAB_UNRECLAIMABLE), 0);
+	fx.cpu[0].event_node = -1;
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.remote_objcg_page, 1);
+	osh_acct_sum_counters(&fx.acct, 1, &c);
+	CHECK_EQ(c.remote_objcg_page, 0);
+	CHECK_EQ(c.remote_objcg_cpu, 1);
+	fx_teardown();
+}
+
 static void *test_zalloc(size_t size)
 {
 	return calloc(1, size);
@@ -464,6 +611,12 @@ static const struct osh_test tests[] = {
 	{ "acct_multislot_and_memcgkey_stocks", test_multislot_and_memcgkey_stocks },
 	{ "acct_random_conservation_61", test_random_conservation_61 },
 	{ "acct_random_conservation_all_designs", test_random_conservation_all_designs },
+	{ "acct_random_conservation_73", test_random_conservation_73 },
+	{ "acct_rr_five_slots_then_round_robin", test_rr_five_slots_then_round_robin },
+	{ "acct_rr_differs_from_lru", test_rr_differs_from_lru },
+	{ "acct_rr_stats_batch_per_cpu", test_rr_stats_batch_per_cpu },
+	{ "acct_rr_busy_stock_writes_through", test_rr_busy_stock_writes_through },
+	{ "acct_pagenode_charges_the_page_node", test_pagenode_charges_the_page_node },
 };
 
 OSH_TEST_MAIN(tests)
