@@ -91,7 +91,8 @@ def main(args) -> int:
         cmd += ["--workloads", args.workloads]
     for c in configs:
         cmd += ["--config", c]
-    rc = osh_vm.run_vm(cmd, load=False, out=run_dir, timeout=args.timeout,
+    rc = osh_vm.run_vm(cmd, kernel=args.kernel, load=False, out=run_dir,
+                       timeout=args.timeout,
                        build_first=args.build)
     src = run_dir / "overhead.json"
     if rc or not src.exists():

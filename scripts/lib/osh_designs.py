@@ -85,9 +85,26 @@ def per_k(counters: dict, key: str) -> float:
     return 1000.0 * counters.get(key, 0) / allocs
 
 
+def observed_row(d: dict) -> dict:
+    """The running kernel as a row of the table: its observed drains (as
+    the reference design counts them) and page charges, per 1000 of the
+    reference design's allocations."""
+    obs = d.get("observed", {})
+    ref = d["designs"].get(reference_of(d), {})
+    if not obs or not obs.get("observing", 1) or not ref:
+        return {}
+    agr = agreement(d)
+    return {"allocs": ref.get("allocs", 0),
+            "drain_objcg": agr["drains"]["observed"],
+            "charge_ops": obs.get("charge_ops", 0),
+            "uncharge_ops": obs.get("uncharge_ops", 0)}
+
+
 def table(d: dict) -> str:
     names = list(d["designs"])
-    width = max(len(n) for n in names + ["design"])
+    kernel = observed_row(d)
+    label = "kernel %s (observed)" % d.get("observed", {}).get("kernel", "")
+    width = max(len(n) for n in names + ["design", label])
     head = f"{'design':<{width}}" + "".join(f" {h:>14}" for h, _k, _p in COLUMNS)
     lines = [head, "-" * len(head)]
     for name in names:
@@ -97,8 +114,18 @@ def table(d: dict) -> str:
             cells.append(f"{per_k(c, key):14.1f}" if scaled
                          else f"{c.get(key, 0):14d}")
         lines.append(f"{name:<{width}}" + " ".join([""] + cells))
+    if kernel:
+        cells = []
+        for _h, key, scaled in COLUMNS:
+            if key not in kernel:
+                cells.append(f"{'-':>14}")
+            else:
+                cells.append(f"{per_k(kernel, key):14.1f}" if scaled
+                             else f"{kernel[key]:14d}")
+        lines.append(f"{label:<{width}}" + " ".join([""] + cells))
     lines.append("(columns other than allocs and the reparenting totals are "
-                 "per 1000 allocations)")
+                 "per 1000 allocations; the kernel's drains are what its "
+                 "design counts: stock switches, or on 7.3 slot evictions)")
     return "\n".join(lines)
 
 

@@ -12,7 +12,15 @@ import osh_designs
 import osh_vm
 
 REPO = Path(__file__).resolve().parents[2]
-DESIGNS = "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey"
+# per kernel: its own design first, then the ones the experiments compare
+DESIGNS = {
+    "6.1": "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey",
+    "6.12": "v6.7,v6.1,v7.1,pernode,v7.1+stock2,v7.1+memcgkey",
+    # 7.3, the regressed one-slot v7.1, the hotfix, the seed's task array on
+    # 7.3's stock, and the series' next patch (objcg of the page's node)
+    "7.3": "v7.3,v7.1,v7.1+memcgkey,v7.3+pernode,v7.3+pagenode,v6.7",
+}
+TIME_REPS = 5
 NAMES = ("switch", "memcgs", "slots", "reparent", "crossnode")
 
 PLOT_KEYS = [("drains", "drain_objcg"), ("charges", "charge_ops"),
@@ -47,12 +55,21 @@ def plot(result: dict, path: Path) -> bool:
     return True
 
 
+def turn_time_text(tt: dict) -> str:
+    return ("time per turn, module unloaded (%d runs of %d turns; TCG wall "
+            "clock, noisy): median %.1f us, range %.1f .. %.1f us" % (
+                tt["reps"], tt["turns"], tt["median"], tt["min"], tt["max"]))
+
+
 def report(result: dict, png: Path | None) -> str:
-    out = ["experiment %s: %s (%.1fs in the guest)" % (
-        result["experiment"], result["workload"], result["seconds"]),
+    out = ["experiment %s on %s: %s (%.1fs in the guest)" % (
+        result["experiment"], result.get("kernel", "?"), result["workload"],
+        result["seconds"]),
         osh_designs.table(result["delta"]),
         osh_designs.agreement_text(result["agreement"],
                                    osh_designs.reference_of(result["delta"]))]
+    if result.get("turn_time"):
+        out.append(turn_time_text(result["turn_time"]))
     if png:
         out.append("plot: %s" % png)
     return "\n".join(out)
@@ -63,25 +80,27 @@ def main(args) -> int:
         print(f"objcg-shadow experiment: unknown experiment {args.name!r}; "
               f"choose one of: {', '.join(NAMES)}", file=sys.stderr)
         return 2
+    suffix = "" if args.kernel == "6.1" else "-" + args.kernel
     out = Path(args.out or REPO / "build" / "experiments").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    run_dir = out / f"{args.name}.run"
-    rc = osh_vm.run_vm(["python3", "scripts/lib/osh_experiment_guest.py",
-                        args.name, "--scale", str(args.scale),
-                        "--json", f"/run/osh/out/{args.name}.json"],
-                       params=f"designs={args.designs}", out=run_dir,
-                       timeout=args.timeout, build_first=args.build)
+    run_dir = out / f"{args.name}{suffix}.run"
+    cmd = ["python3", "scripts/lib/osh_experiment_guest.py", args.name,
+           "--scale", str(args.scale), "--json", f"/run/osh/out/{args.name}.json"]
+    if args.name == "switch":
+        cmd += ["--time-reps", str(TIME_REPS)]
+    rc = osh_vm.run_vm(cmd, kernel=args.kernel, params=f"designs={args.designs}",
+                       out=run_dir, timeout=args.timeout, build_first=args.build)
     src = run_dir / f"{args.name}.json"
     if rc or not src.exists():
         print(f"objcg-shadow experiment: the guest run failed (status {rc}); "
               f"see {run_dir}", file=sys.stderr)
         return rc or 1
     result = json.loads(src.read_text())
-    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1))
-    png = out / f"{args.name}.png"
+    (out / f"{args.name}{suffix}.json").write_text(json.dumps(result, indent=1))
+    png = out / f"{args.name}{suffix}.png"
     if not args.no_plot:
         plot(result, png)
     text = report(result, None if args.no_plot else png)
-    (out / f"{args.name}.txt").write_text(text + "\n")
+    (out / f"{args.name}{suffix}.txt").write_text(text + "\n")
     print(text)
     return 0

@@ -48,12 +48,15 @@ class Window:
 
     def __init__(self):
         self.before = self.after = None
+        self.t_open = self.seconds = None
 
     def open(self):
         self.before = osh_designs.snapshot()
+        self.t_open = time.monotonic()
 
     def close(self):
         self.after = osh_designs.snapshot()
+        self.seconds = time.monotonic() - self.t_open
 
     def delta(self):
         return osh_designs.delta(self.before, self.after)
@@ -67,6 +70,32 @@ def measure(fn, scale=1.0):
     if w.after is None:
         w.close()
     return what, w.delta()
+
+
+class Clock:
+    """A window without the module: only the time between the phases."""
+
+    def open(self):
+        self.t_open = time.monotonic()
+
+    def close(self):
+        self.seconds = time.monotonic() - self.t_open
+
+
+def turn_times(reps, scale):
+    """Median and range of the time per switch turn, in microseconds,
+    over @reps runs with the module unloaded (the real kernel alone)."""
+    subprocess.run(["rmmod", "objcg_shadow"], stderr=subprocess.DEVNULL)
+    turns = int(1500 * scale) * 4
+    per_turn = []
+    for _ in range(reps):
+        c = Clock()
+        exp_switch(scale, c)
+        per_turn.append(1e6 * c.seconds / turns)
+    per_turn.sort()
+    return {"turns": turns, "reps": reps, "us_per_turn": per_turn,
+            "median": per_turn[len(per_turn) // 2],
+            "min": per_turn[0], "max": per_turn[-1]}
 
 
 def run_phased(cmd, window, start, end):
@@ -96,6 +125,9 @@ def exp_switch(scale, window):
     CPU 0 while allocating: upstream's stress-ng switch regression shape.
     Measured: the turns only."""
     cg = mkcg("exp/switch")
+    with open(os.path.join(cg, "cgroup.procs")) as f:
+        if f.read().strip():
+            raise RuntimeError("exp/switch is not empty")
     run_phased([os.path.join(WL, "switchload"), "--cgroup", cg,
                 "--threads", "4", "--warm", "200",
                 "--rounds", str(int(1500 * scale)), "--allocs", "4",
@@ -160,6 +192,9 @@ def main():
     ap.add_argument("name", choices=sorted(EXPERIMENTS))
     ap.add_argument("--json")
     ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--time-reps", type=int, default=0,
+                    help="switch: also time the turns this many times with the "
+                    "module unloaded (the real kernel's own time per turn)")
     args = ap.parse_args()
     write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
     mkcg("exp", children=True)
@@ -168,7 +203,10 @@ def main():
     seconds = time.monotonic() - t0
     result = {"experiment": args.name, "workload": what,
               "seconds": round(seconds, 1), "delta": d,
+              "kernel": os.uname().release,
               "agreement": osh_designs.agreement(d)}
+    if args.name == "switch" and args.time_reps:
+        result["turn_time"] = turn_times(args.time_reps, args.scale)
     print("[guest] %s: %s (%.1fs)" % (args.name, what, seconds), flush=True)
     if args.json:
         with open(args.json, "w") as f:
