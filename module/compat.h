@@ -12,6 +12,7 @@
  *   OSH_HAVE_MEM_CGROUP_ATTACH, OSH_HAVE_MEM_CGROUP_EXIT,
  *   OSH_FREE_VIA_MEMCG_HOOK, OSH_SCHED_EXIT_GROUP_DEAD,
  *   OSH_OBSERVE_SLOT_DRAINS, OSH_OBSERVE_KMEM_TRACEPOINT  which hooks exist
+ *   OSH_HAVE_OBJ_STOCK_TRYLOCK  whether an interrupt can find the stock held
  *   OSH_SYM_*  names of probed functions that were renamed
  *   struct osh_slub_slab_prefix, osh_kernel_obj_objcg(), osh_memcg_kmem_on(),
  *   osh_kernel_obj_stock_busy()  private layouts, checked at load time
@@ -112,6 +113,31 @@ unsigned long osh_kernel_symbol(const char *name);
 /* The family file: names and layouts of one kernel family. */
 /* compat/linux-<family>.h, picked by module/Kbuild from the kernel's version */
 #include OSH_COMPAT_FAMILY_H
+
+#if !OSH_OBSERVE_SLOT_DRAINS
+/* Observed stock switches: every drain_obj_stock() call is one. */
+static inline bool osh_observed_slot_drained(struct pt_regs *regs)
+{
+	return true;
+}
+
+static inline unsigned int osh_observed_busy_slots(void *work)
+{
+	return 0;
+}
+#endif
+
+#if !OSH_HAVE_OBJ_STOCK_TRYLOCK
+static inline bool osh_kernel_obj_stock_busy(void)
+{
+	return false;
+}
+
+static inline int osh_compat_init(void)
+{
+	return 0;
+}
+#endif
 
 /* The cache of a slab object, or NULL if @obj is not in a slab page. */
 static inline struct kmem_cache *osh_obj_cache(const void *obj)

@@ -19,6 +19,8 @@
 #define OSH_SCHED_EXIT_GROUP_DEAD	0
 /* drain_obj_stock() runs at every stock switch, drained or not */
 #define OSH_OBSERVE_SLOT_DRAINS		0
+/* the stock is taken with interrupts off: never busy for an interrupt */
+#define OSH_HAVE_OBJ_STOCK_TRYLOCK	0
 /* page charges are observed at memcg_account_kmem() */
 #define OSH_OBSERVE_KMEM_TRACEPOINT	0
 
@@ -55,30 +57,6 @@ static inline struct obj_cgroup *osh_kernel_obj_objcg(const void *obj,
 		return NULL;
 	objcgs = (struct obj_cgroup **)(data & ~MEMCG_DATA_FLAGS_MASK);
 	return READ_ONCE(objcgs[osh_obj_index(obj, s)]);
-}
-
-/* 6.1 takes its stock with interrupts off: never busy for an interrupt. */
-static inline bool osh_kernel_obj_stock_busy(void)
-{
-	return false;
-}
-
-#define OSH_HAVE_OBJ_STOCK_TRYLOCK	0
-
-static inline int osh_compat_init(void)
-{
-	return 0;
-}
-
-/* Observed stock switches: every drain_obj_stock() call is one. */
-static inline bool osh_observed_slot_drained(struct pt_regs *regs)
-{
-	return true;
-}
-
-static inline unsigned int osh_observed_busy_slots(void *work)
-{
-	return 0;
 }
 
 /* memcg_account_kmem(memcg, nr_pages) */

@@ -18,6 +18,8 @@
 #define OSH_FREE_VIA_MEMCG_HOOK		1
 #define OSH_SCHED_EXIT_GROUP_DEAD	0
 #define OSH_OBSERVE_SLOT_DRAINS		0
+/* the stock is taken with interrupts off: never busy for an interrupt */
+#define OSH_HAVE_OBJ_STOCK_TRYLOCK	0
 /* page charges are observed at __mod_memcg_state(MEMCG_KMEM) */
 #define OSH_OBSERVE_KMEM_TRACEPOINT	0
 
@@ -50,30 +52,6 @@ static inline struct obj_cgroup *osh_kernel_obj_objcg(const void *obj,
 		return NULL;
 	objcgs = (struct obj_cgroup **)(data & ~OBJEXTS_FLAGS_MASK);
 	return READ_ONCE(objcgs[osh_obj_index(obj, s)]);
-}
-
-/* 6.12 takes its stock with interrupts off, as 6.1. */
-static inline bool osh_kernel_obj_stock_busy(void)
-{
-	return false;
-}
-
-#define OSH_HAVE_OBJ_STOCK_TRYLOCK	0
-
-static inline int osh_compat_init(void)
-{
-	return 0;
-}
-
-/* Observed stock switches: every drain_obj_stock() call is one. */
-static inline bool osh_observed_slot_drained(struct pt_regs *regs)
-{
-	return true;
-}
-
-static inline unsigned int osh_observed_busy_slots(void *work)
-{
-	return 0;
 }
 
 /* __mod_memcg_state(memcg, idx, val): MEMCG_KMEM is in pages */

@@ -9,6 +9,7 @@ closing notes; they are information, the checks are the assertions.
 """
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -16,7 +17,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
-from osh_guest import (Workload, cg_id, cg_mkdir, cg_path, cg_rmdir_tree,  # noqa: E402
+from osh_guest import (FAMILY, Workload, cg_id, cg_mkdir, cg_move,  # noqa: E402
+                       cg_path, cg_rmdir_tree, hooks,
                        check, enable_memory, ensure_unloaded, insmod,
                        read_kv, read_records, run_tests, shadow_cgroups,
                        wait_for, KMEMLOAD, sh)
@@ -122,6 +124,63 @@ def test_compare_each_kind_20mib():
             w.release()
         ensure_unloaded()
         cg_rmdir_tree("acct")
+
+
+TCP_SERVER = """
+import socket, sys
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(512)
+print(srv.getsockname()[1], flush=True)
+sys.stdin.readline()
+conns = [srv.accept()[0] for _ in range(%d)]
+print("accepted", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_tcp_accept_charges_existing_sockets():
+    """TCP accept: 6.12 and 7.3 charge the accepted socket afterwards with
+    kmem_cache_charge(); the shadow follows, compare holds, nothing is
+    freed untracked."""
+    n = 300
+    setup_tree("tcp")
+    insmod()
+    cg_mkdir("tcp/srv")
+    srv = subprocess.Popen([sys.executable, "-c", TCP_SERVER % n],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                           text=True)
+    clients = []
+    try:
+        port = int(srv.stdout.readline())
+        cg_move(srv.pid, "tcp/srv")
+        srv.stdin.write("go\n")
+        srv.stdin.flush()
+        for _ in range(n):
+            clients.append(socket.create_connection(("127.0.0.1", port)))
+        check(srv.stdout.readline().strip() == "accepted", "server failed")
+        time.sleep(2.5)
+        res = compare("/tcp")
+        assert_within_bound(res, "%d accepted TCP sockets" % n)
+        if "kmem_cache_charge" in FAMILY["free_hooks"]:
+            hits = int(hooks()["kmem_cache_charge"]["hits"])
+            print("METRIC tcp accepted=%d kmem_cache_charge_hits=%d" % (n, hits),
+                  flush=True)
+            check(hits >= n, "kmem_cache_charge seen %d times for %d accepts" % (
+                hits, n))
+    finally:
+        for c in clients:
+            c.close()
+        srv.stdin.close()
+        srv.wait(timeout=60)
+    ev = read_kv("stats")
+    check(ev["untracked_frees"] == 0 and ev["attribution_mismatch"] == 0 and
+          ev["kernel_only"] == 0 and ev["shadow_only"] == 0,
+          "events: %s" % {k: ev[k] for k in ("untracked_frees",
+                                              "attribution_mismatch",
+                                              "kernel_only", "shadow_only")})
+    ensure_unloaded()
+    cg_rmdir_tree("tcp")
 
 
 def test_conservation_at_quiescence():
