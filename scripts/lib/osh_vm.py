@@ -525,9 +525,16 @@ def numa_layout(cpus: int, nodes: int, mem: int) -> list[tuple[list[int], int]]:
     return layout
 
 
+def kernel_cmdline(verbose: bool = False, append: str = "") -> str:
+    line = KERNEL_CMDLINE if not verbose else \
+        KERNEL_CMDLINE.replace("quiet loglevel=4", "loglevel=7")
+    return line + (" " + append if append else "")
+
+
 def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int,
                  nodes: int, mem: int, out: Path, ctl: Path, scratch: Path,
-                 verbose: bool = False) -> list[str]:
+                 verbose: bool = False, icount: bool = False,
+                 append: str = "") -> list[str]:
     # One socket per NUMA node when possible, otherwise one per CPU: CPUs that
     # share a socket (LLC) but sit on different nodes make the scheduler's
     # topology_sane() WARN at boot, which panic_on_warn turns into a panic.
@@ -539,6 +546,10 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
     # unloading under load.  One thread for all vCPUs keeps code coherent.
     accel = "tcg,thread=multi" if os.environ.get("OSH_MTTCG") == "1" \
         else "tcg,thread=single"
+    if icount:
+        # the guest clock advances 1 ns per guest instruction: time measured
+        # in the guest counts instructions (single-threaded TCG only)
+        accel = "tcg,thread=single"
     cmd = ["qemu-system-x86_64", "-accel", accel, "-cpu", "max",
            "-smp", f"cpus={cpus},sockets={sockets},cores={cpus // sockets},threads=1",
            "-m", str(mem)]
@@ -549,8 +560,7 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
             spec += f",cpus={node_cpus[0]}-{node_cpus[-1]}"
         cmd += ["-numa", spec]
     cmd += ["-kernel", str(boot_image), "-initrd", str(initramfs),
-            "-append", KERNEL_CMDLINE if not verbose else
-            KERNEL_CMDLINE.replace("quiet loglevel=4", "loglevel=7"),
+            "-append", kernel_cmdline(verbose, append),
             "-nographic", "-no-reboot", "-nic", "none"]
 
     def share(tag: str, path: Path, readonly: bool) -> list[str]:
@@ -566,6 +576,8 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
     cmd += share("ctl", ctl, True)
     cmd += share("kmods", kernel.modules_dir, True)
     cmd += ["-drive", f"file={str(scratch).replace(',', ',,')},if=virtio,format=raw"]
+    if icount:
+        cmd += ["-icount", "shift=0,sleep=off,align=off"]
     return cmd
 
 
@@ -697,7 +709,8 @@ def run_vm(cmd: list[str] | None = None, *, kernel: str | None = None, params: s
            load: bool = True, cpus: int = 2, nodes: int = 2, mem: int = 1536,
            timeout: float = 600, out: str | os.PathLike | None = None,
            verbose: bool = False, build_first: bool = True,
-           env: dict[str, str] | None = None) -> int:
+           env: dict[str, str] | None = None, icount: bool = False,
+           append: str = "") -> int:
     """Boot the guest, run `cmd` in it, return its exit status.
 
     Returns EXIT_TIMEOUT (124) on timeout and EXIT_FAILURE (125) on any other
@@ -713,7 +726,8 @@ def run_vm(cmd: list[str] | None = None, *, kernel: str | None = None, params: s
         return _run_vm(list(cmd) if cmd else list(DEFAULT_CMD), kernel=kernel,
                        params=shlex.split(params or ""), load=load, cpus=cpus, nodes=nodes,
                        mem=mem, timeout=timeout, out=out, verbose=verbose,
-                       build_first=build_first, env=dict(env or {}))
+                       build_first=build_first, env=dict(env or {}), icount=icount,
+                       append=append)
     except VMError as e:
         if e.detail:
             _show_block("output", e.detail.rstrip("\n").splitlines()[-200:])
@@ -730,7 +744,7 @@ def _sigterm(signum, frame):
 
 
 def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbose,
-            build_first, env) -> int:
+            build_first, env, icount=False, append="") -> int:
     if cpus < 1 or nodes < 1:
         raise VMError("--cpus and --nodes must be at least 1", code=2)
     if mem < 64 * nodes:
@@ -770,7 +784,8 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
     genv["OSH_KERNEL"] = k.family.name if k.family else k.version
     _write_ctl(ctl, cmd, nonce, load, params, genv, k.guest_module)
     qcmd = qemu_command(k, boot_image, initramfs, cpus=cpus, nodes=nodes, mem=mem, out=out_dir,
-                        ctl=ctl, scratch=scratch, verbose=verbose)
+                        ctl=ctl, scratch=scratch, verbose=verbose, icount=icount,
+                        append=append)
     if verbose:
         log("qemu command: " + shlex.join(qcmd))
 

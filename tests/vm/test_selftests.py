@@ -17,7 +17,7 @@ from osh_guest import (KERNEL, REPO, REFERENCE, cg_mkdir, cg_move,  # noqa: E402
 import osh_compare  # noqa: E402
 import osh_state  # noqa: E402
 
-TAP = re.compile(r"^(ok|not ok) \d+ (.*?)\s*(# SKIP.*)?$")
+TAP = re.compile(r"^(ok|not ok) \d+ (# SKIP )?(\S+)")
 SELFTESTS = os.path.join(REPO, "build", "selftests", KERNEL)
 
 
@@ -31,28 +31,44 @@ def verdicts(name):
     for line in p.stdout.splitlines():
         m = TAP.match(line)
         if m:
-            out[m.group(2) or line] = "skip" if m.group(3) else m.group(1)
+            out[m.group(3)] = "skip" if m.group(2) else m.group(1)
     check(out, "%s printed no TAP verdict: %s%s" % (name, p.stdout[-500:],
                                                     p.stderr[-500:]))
     return out
 
 
+def _line(v):
+    return " ".join("%s=%s" % kv for kv in sorted(v.items()))
+
+
 def test_memcg_selftests_same_verdicts():
+    """Without, with, without the module: every test whose two runs
+    without agree must give that verdict with the module too.  A test
+    whose verdict changes between two runs without the module is timing
+    dependent in this guest (TCG): it is reported, not judged."""
     cg_rmdir_tree("selftest")
     for name in ("test_kmem", "test_memcontrol"):
-        without = verdicts(name)
+        before = verdicts(name)
         insmod()
         try:
             with_module = verdicts(name)
             ev = read_kv("stats")
         finally:
             ensure_unloaded()
-        print("METRIC selftests %s %s without: %s | with: %s" % (
-            KERNEL, name, " ".join("%s=%s" % kv for kv in sorted(without.items())),
-            " ".join("%s=%s" % kv for kv in sorted(with_module.items()))),
-            flush=True)
-        check(without == with_module, "%s: verdicts differ: without %s, with %s" % (
-            name, without, with_module))
+        after = verdicts(name)
+        unstable = sorted(t for t in before if after.get(t) != before[t])
+        judged = {t: v for t, v in before.items() if t not in unstable}
+        print("METRIC selftests %s %s without: %s | with: %s | unstable "
+              "without the module: %s" % (KERNEL, name, _line(before),
+                                          _line(with_module),
+                                          " ".join(unstable) or "none"),
+              flush=True)
+        check(len(judged) >= len(before) // 2,
+              "%s: most verdicts unstable: %s" % (name, unstable))
+        differ = {t: (v, with_module.get(t)) for t, v in judged.items()
+                  if with_module.get(t) != v}
+        check(not differ, "%s: verdicts differ with the module (without, "
+              "with): %s" % (name, differ))
         for key in ("attribution_mismatch", "dropped_recursion"):
             check(ev[key] == 0, "%s during %s: %s" % (key, name, ev[key]))
 
