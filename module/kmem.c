@@ -628,6 +628,7 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		if (!strcmp(designs[d].name, OSH_REFERENCE_DESIGN))
 			osh_reference = d;
 	}
+	osh_acct.reference = osh_reference;
 	for_each_possible_cpu(cpu)
 		osh_acct_cpu_init(&osh_acct, per_cpu_ptr(osh_ctx, cpu), cpu,
 				  cpu_to_node(cpu));

@@ -218,6 +218,7 @@ struct osh_acct {
 	atomic_long_t objcgs_swapped[OSH_MAX_DESIGNS];
 	atomic_long_t objects_repointed[OSH_MAX_DESIGNS];
 	bool tearing_down;		/* objects are being forgotten */
+	int reference;			/* design of the running kernel, or -1 */
 	/* where each PERNODE design's array starts in osh_task.nodes[] */
 	unsigned int task_nodes_off[OSH_MAX_DESIGNS];
 	unsigned int task_nodes_total;

@@ -738,6 +738,7 @@ int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 		return -EINVAL;
 	acct->nr_designs = nr_designs;
 	acct->nr_nodes = nr_nodes;
+	acct->reference = -1;
 	acct->nr_cpus = nr_cpus;
 	memcpy(acct->designs, designs, nr_designs * sizeof(*designs));
 	spin_lock_init(&acct->objcg_lock);

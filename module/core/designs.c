@@ -221,9 +221,10 @@ void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob)
 			osh_buf_printf(ob, " %s=%lu", osh_dcounter_fields[i].name,
 				       *(unsigned long *)((char *)&sum +
 					osh_dcounter_fields[i].offset));
-		osh_buf_printf(ob, " objcgs_swapped=%ld objects_repointed=%ld\n",
+		osh_buf_printf(ob, " objcgs_swapped=%ld objects_repointed=%ld reference=%d\n",
 			       atomic_long_read(&acct->objcgs_swapped[d]),
-			       atomic_long_read(&acct->objects_repointed[d]));
+			       atomic_long_read(&acct->objects_repointed[d]),
+			       acct->reference == (int)d);
 	}
 }
 

@@ -60,12 +60,17 @@ def snapshot(root: str = osh_state.DEBUGFS) -> dict:
     return {"designs": designs, "observed": observed}
 
 
+# numbers in the designs file that describe a design instead of counting
+DESIGN_FIELDS = ("stock_slots", "reference")
+
+
 def delta(before: dict, after: dict) -> dict:
     out = {"designs": {}, "observed": {}}
     for name, counters in after["designs"].items():
         prev = before["designs"].get(name, {})
         out["designs"][name] = {
-            k: (v - prev.get(k, 0)) if isinstance(v, int) else v
+            k: (v - prev.get(k, 0)) if isinstance(v, int) and
+            k not in DESIGN_FIELDS else v
             for k, v in counters.items()}
     out["observed"] = {k: (v - before["observed"].get(k, 0))
                        if isinstance(v, int) else v
@@ -104,11 +109,13 @@ def table(d: dict) -> str:
     names = list(d["designs"])
     kernel = observed_row(d)
     label = "kernel %s (observed)" % d.get("observed", {}).get("kernel", "")
-    width = max(len(n) for n in names + ["design", label])
+    width = max([len(n) + 2 for n in names] + [len("design"), len(label)])
     head = f"{'design':<{width}}" + "".join(f" {h:>14}" for h, _k, _p in COLUMNS)
     lines = [head, "-" * len(head)]
     for name in names:
         c = d["designs"][name]
+        if c.get("reference") == 1:
+            name += " *"
         cells = []
         for _h, key, scaled in COLUMNS:
             cells.append(f"{per_k(c, key):14.1f}" if scaled
@@ -123,9 +130,10 @@ def table(d: dict) -> str:
                 cells.append(f"{per_k(kernel, key):14.1f}" if scaled
                              else f"{kernel[key]:14d}")
         lines.append(f"{label:<{width}}" + " ".join([""] + cells))
-    lines.append("(columns other than allocs and the reparenting totals are "
-                 "per 1000 allocations; the kernel's drains are what its "
-                 "design counts: stock switches, or on 7.3 slot evictions)")
+    lines.append("(* the running kernel's own design.  Columns other than "
+                 "allocs and the reparenting totals are per 1000 allocations; "
+                 "the kernel's drains are what its design counts: stock "
+                 "switches, or on 7.3 slot evictions)")
     return "\n".join(lines)
 
 
