@@ -42,10 +42,10 @@ def _line(v):
 
 
 def test_memcg_selftests_same_verdicts():
-    """Without, with, without the module: every test whose two runs
-    without agree must give that verdict with the module too.  A test
-    whose verdict changes between two runs without the module is timing
-    dependent in this guest (TCG): it is reported, not judged."""
+    """Without and with the module: the same verdicts.  Where they differ,
+    the test runs once more without the module; a test whose verdict
+    changes between two runs without the module is timing dependent in
+    this guest (TCG): it is reported, not judged."""
     cg_rmdir_tree("selftest")
     for name in ("test_kmem", "test_memcontrol"):
         before = verdicts(name)
@@ -55,7 +55,7 @@ def test_memcg_selftests_same_verdicts():
             ev = read_kv("stats")
         finally:
             ensure_unloaded()
-        after = verdicts(name)
+        after = verdicts(name) if with_module != before else before
         unstable = sorted(t for t in before if after.get(t) != before[t])
         judged = {t: v for t, v in before.items() if t not in unstable}
         print("METRIC selftests %s %s without: %s | with: %s | unstable "
