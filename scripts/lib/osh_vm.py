@@ -58,7 +58,9 @@ MODULE_NAME = "objcg_shadow"
 # Debian packages the VM needs on the host (the guest uses the host's root fs,
 # so python3, kmod, util-linux etc. come from the host too).
 VM_PACKAGES = ["qemu-system-x86", "busybox-static", "kmod", "e2fsprogs"]
-BUILD_PACKAGES = ["make", "gcc"]
+# the kernels' kbuild tools (objtool, sign-file) are extracted, not
+# installed: their shared libraries must be there
+BUILD_PACKAGES = ["make", "gcc", "libelf1", "libssl3", "zlib1g"]
 
 # Modules the initramfs loads (their modules.dep dependencies are added
 # automatically, in load order).  crc32c_generic: ext4/jbd2 need "crc32c"
