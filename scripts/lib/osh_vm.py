@@ -488,14 +488,14 @@ def _make(args: list[str], what: str, verbose: bool) -> None:
                       f"{r.returncode}", detail=out)
 
 
-def build(kernel: Kernel, verbose: bool) -> None:
+def build(kernel: Kernel, verbose: bool, extra_args: list[str] | None = None) -> None:
     if kernel.root is None or not (kernel.root / "usr" / "src" /
                                    f"linux-headers-{kernel.version}").is_dir():
         raise VMError(f"no headers for {kernel.version} next to its image (use --kernel "
                       f"with a supported kernel: {osh_kernels.supported()}, or --no-build)")
     try:
         osh_kernels.build_module(kernel.family, kernel.version, kernel.root, progress,
-                                 verbose)
+                                 verbose, extra_args=extra_args)
     except osh_kernels.KernelError as e:
         raise VMError(str(e), detail=e.detail)
     _make(["workloads"], "workloads", verbose)
