@@ -22,11 +22,10 @@ import osh_state  # noqa: E402
 # not fire per anon page, and it charges nothing itself):
 # - test_memcg_high_sync (memory.high 30M, max 140M, 200M of mlocked anon;
 #   passes if the first memory.events change shows a high and no max
-#   event) failed with the module in 5 of 5 runs, passed without it in 4
-#   of 7;
+#   event) passed with the module in 1 of 7 runs, without it in 4 of 9;
 # - test_kmem_memcg_deletion (memory.current against the sum of
-#   memory.stat after 100 children are removed) passed with the module in
-#   4 runs, then failed with it in 3 of 3 while passing without it.
+#   memory.stat after 100 children are removed) failed with the module in
+#   3 of 9 runs, without it in none of about 10.
 # An open item of the supported-kernels work.
 KNOWN_CHANGED = {("7.3", "test_memcontrol", "test_memcg_high_sync"),
                  ("7.3", "test_kmem", "test_kmem_memcg_deletion")}
