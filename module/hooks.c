@@ -397,6 +397,46 @@ static int osh_kp_free_percpu(struct kprobe *kp, struct pt_regs *regs)
 	return 0;
 }
 
+/*
+ * kmem_cache_alloc_bulk() fires no per-object tracepoint, yet charges
+ * accounted caches (io_uring requests): 6.1 and 6.12 once for the batch,
+ * 7.3 per object.  Unaccounted calls (maple tree nodes) skip the return
+ * handler at entry.
+ */
+struct osh_bulk_call {
+	struct kmem_cache *s;
+	gfp_t gfp;
+	size_t size;
+	void **objs;
+};
+
+static int osh_alloc_bulk_entry(struct kretprobe_instance *ri,
+				struct pt_regs *regs)
+{
+	struct osh_bulk_call *call = (void *)ri->data;
+
+	call->s = (struct kmem_cache *)osh_regs_arg(regs, 0);
+	call->gfp = osh_regs_arg(regs, 1);
+	call->size = osh_regs_arg(regs, 2);
+	call->objs = (void **)osh_regs_arg(regs, 3);
+	return !osh_kmem_cache_accounted(call->s, call->gfp);
+}
+
+static int osh_alloc_bulk_ret(struct kretprobe_instance *ri,
+			      struct pt_regs *regs)
+{
+	struct osh_bulk_call *call = (void *)ri->data;
+	size_t i;
+
+	osh_hit(osh_kretprobe_hook(ri));
+	/* all @size objects or none */
+	if (!OSH_ALLOC_BULK_OK(regs_return_value(regs)))
+		return 0;
+	for (i = 0; i < call->size; i++)
+		osh_kmem_slab_alloc(call->objs[i], call->s, call->gfp);
+	return 0;
+}
+
 #if !OSH_FREE_VIA_MEMCG_HOOK
 /* kfree_bulk() and kfree_rcu() batches free without per-object events. */
 static int osh_kp_free_bulk(struct kprobe *kp, struct pt_regs *regs)
@@ -540,12 +580,8 @@ static struct osh_hook osh_hooks[] = {
 		osh_charge_page_ret, sizeof(struct osh_page_call), true),
 	OSH_KP("__memcg_kmem_uncharge_page", osh_kp_uncharge_page, true),
 	OSH_KP("uncharge_folio", osh_kp_uncharge_folio, true),
-	/*
-	 * No kretprobe on kmem_cache_alloc_bulk(): it is hot (maple tree
-	 * preallocation) and unregistering a kretprobe there under load
-	 * soft-locked CPUs at its entry in our tests.  Accounted bulk
-	 * allocations are not covered.
-	 */
+	OSH_KRP(OSH_SYM_ALLOC_BULK, osh_alloc_bulk_entry, osh_alloc_bulk_ret,
+		sizeof(struct osh_bulk_call), true),
 	OSH_KRP(OSH_SYM_PCPU_ALLOC, osh_pcpu_alloc_entry, osh_pcpu_alloc_ret,
 		sizeof(struct osh_pcpu_call), false),
 	OSH_KP("free_percpu", osh_kp_free_percpu, false),

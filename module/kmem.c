@@ -303,6 +303,22 @@ static struct obj_cgroup *osh_kernel_objcg_of_page(const void *page,
 }
 
 /**
+ * osh_kmem_cache_accounted() - whether allocations from @s with @gfp charge
+ * @s: a slab cache
+ * @gfp: allocation flags
+ *
+ * Return: true if kmem accounting is on and @s is SLAB_ACCOUNT or @gfp has
+ * __GFP_ACCOUNT.
+ * Context: any.
+ */
+bool osh_kmem_cache_accounted(struct kmem_cache *s, gfp_t gfp)
+{
+	if (!osh_memcg_kmem_on())
+		return false;
+	return (gfp & __GFP_ACCOUNT) || (osh_cache_layout(s)->flags & SLAB_ACCOUNT);
+}
+
+/**
  * osh_kmem_slab_alloc() - account one slab allocation event
  * @ptr: the object
  * @s: its cache, or NULL to find it from the slab

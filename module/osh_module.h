@@ -25,6 +25,7 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 void osh_kmem_start(void);
 void osh_kmem_stop(void);
 void osh_kmem_exit(void);
+bool osh_kmem_cache_accounted(struct kmem_cache *s, gfp_t gfp);
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp);
 void osh_kmem_slab_charge_existing(const void *ptr, gfp_t gfp);
 void osh_kmem_slab_free(const void *ptr);

@@ -28,16 +28,19 @@ KERNEL = os.environ.get("OSH_KERNEL", "6.1")
 FAMILY = {
     "6.1": {"reference": "v6.1", "free_hooks": {"kfree", "kmem_cache_free"},
             "drain_local": "drain_local_stock",
+            "alloc_bulk": "kmem_cache_alloc_bulk",
             "observe": {"drain_obj_stock", "memcg_account_kmem"}},
     "6.12": {"reference": "v6.7",
              "free_hooks": {"__memcg_slab_free_hook", "kmem_cache_charge",
                             "mem_cgroup_exit"},
              "drain_local": "drain_local_stock",
+             "alloc_bulk": "kmem_cache_alloc_bulk_noprof",
              "observe": {"drain_obj_stock", "__mod_memcg_state"}},
     "7.3": {"reference": "v7.3",
             "free_hooks": {"__memcg_slab_free_hook", "kmem_cache_charge",
                            "mem_cgroup_exit"},
             "drain_local": "drain_local_obj_stock",
+            "alloc_bulk": "kmem_cache_alloc_bulk_noprof",
             "observe": {"drain_obj_stock_slot", "mod_memcg_state"}},
 }[KERNEL]
 REFERENCE = FAMILY["reference"]

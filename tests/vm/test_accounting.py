@@ -186,6 +186,58 @@ def test_tcp_accept_charges_existing_sockets():
     cg_rmdir_tree("tcp")
 
 
+URINGLOAD = os.path.join(os.path.dirname(KMEMLOAD), "uringload")
+
+
+def test_io_uring_bulk_allocations():
+    """io_uring requests come from kmem_cache_alloc_bulk() of a SLAB_ACCOUNT
+    cache, with no per-object tracepoint: the shadow sees them through its
+    bulk probe, compare holds while the rings are open and after they are
+    torn down (asynchronously, by a kworker), and nothing is freed
+    untracked."""
+    rings, nops = 200, 32
+    setup_tree("uring")
+    insmod()
+    cg_mkdir("uring/a")
+    load = subprocess.Popen(
+        ["sh", "-c", 'echo $$ > "$1/cgroup.procs" && exec "$2" --rings %d '
+         '--nops %d' % (rings, nops), "sh", cg_path("uring/a"), URINGLOAD],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        ready = load.stdout.readline().split()
+        check(ready[:1] == ["READY"], "uringload failed: %s (rc %s)" % (
+            ready, load.poll()))
+        time.sleep(2.5)
+        res = compare("/uring")
+        kernel = rows_of(res, "/uring/a").get("slab_unreclaimable", {})
+        print("METRIC uring %s requests: kernel slab_unreclaimable %s, bulk "
+              "probe hits %s" % (ready[-1], kernel.get("kernel"),
+                                 hooks()[FAMILY["alloc_bulk"]]["hits"]),
+              flush=True)
+        check(kernel.get("kernel", 0) >= MIB,
+              "the rings hold too little slab to judge: %s" % kernel)
+        assert_within_bound(res, "%d rings with %d requests each" % (rings, nops))
+        load.stdin.write("go\n")
+        load.stdin.flush()
+        check(load.stdout.readline().startswith("FREED"), "uringload: no FREED")
+        check(load.wait(timeout=60) == 0, "uringload exited %s" % load.returncode)
+        wait_for(lambda: memory_stat("uring/a").get("slab_unreclaimable", 0) <
+                 kernel["kernel"] // 4, timeout=60, what="ring teardown")
+        time.sleep(2.5)
+        assert_within_bound(compare("/uring"), "after the rings are closed")
+    finally:
+        if load.poll() is None:
+            load.kill()
+            load.wait()
+    ev = read_kv("stats")
+    check(ev["untracked_frees"] == 0 and ev["shadow_only"] == 0 and
+          ev["kernel_only"] == 0, "events: %s" % {
+              k: ev[k] for k in ("untracked_frees", "kernel_only",
+                                 "shadow_only")})
+    ensure_unloaded()
+    cg_rmdir_tree("uring")
+
+
 def test_conservation_at_quiescence():
     setup_tree("cons")
     cg_mkdir("cons/a")
