@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
 """The running kernel's own memcg selftests (test_kmem, test_memcontrol of
-its Debian source, built by tests/run into build/selftests/<kernel>/) give
-the same verdicts with the module loaded as without it, and a 40k-file
-tmpfs workload keeps compare within the bound at every step."""
+its Debian source, built by tests/run into build/selftests/<kernel>/), run
+on one side (OSH_SELFTEST_SIDE: without or with the module) in this boot;
+tests/run compares the sides.  On the module's side, a 40k-file tmpfs
+workload also keeps compare within the bound at every step."""
+import json
 import os
 import re
 import subprocess
@@ -17,22 +19,9 @@ from osh_guest import (KERNEL, REPO, REFERENCE, cg_mkdir, cg_move,  # noqa: E402
 import osh_compare  # noqa: E402
 import osh_state  # noqa: E402
 
-# Verdicts the module is known to change on 7.3, reported on every run
-# instead of judged, for a reason not found yet (the module's probes do
-# not fire per anon page, and it charges nothing itself):
-# - test_memcg_high_sync (memory.high 30M, max 140M, 200M of mlocked anon;
-#   passes if the first memory.events change shows a high and no max
-#   event) passed with the module in 1 of 7 runs, without it in 4 of 9;
-# - test_kmem_memcg_deletion (memory.current against the sum of
-#   memory.stat after 100 children are removed) failed with the module in
-#   3 of 9 runs, without it in none of about 10.
-# Run order may explain it: in one boot, high_sync passed only in the first
-# of six runs, a later one without the module included.  An open item.
-KNOWN_CHANGED = {("7.3", "test_memcontrol", "test_memcg_high_sync"),
-                 ("7.3", "test_kmem", "test_kmem_memcg_deletion")}
-
 TAP = re.compile(r"^(ok|not ok) \d+ (# SKIP )?(\S+)")
 SELFTESTS = os.path.join(REPO, "build", "selftests", KERNEL)
+SIDE = os.environ.get("OSH_SELFTEST_SIDE", "")
 
 
 def verdicts(name):
@@ -51,57 +40,34 @@ def verdicts(name):
     return out
 
 
-def _line(v):
-    return " ".join("%s=%s" % kv for kv in sorted(v.items()))
+def print_verdicts(name, out):
+    """One line tests/run compares between the two sides' boots."""
+    print("VERDICTS %s %s %s %s" % (KERNEL, SIDE, name, json.dumps(out,
+                                                                 sort_keys=True)),
+          flush=True)
 
 
-def verdicts_with_module(name):
-    insmod()
-    try:
-        out = verdicts(name)
-        ev = read_kv("stats")
-    finally:
-        ensure_unloaded()
-    for key in ("attribution_mismatch", "dropped_recursion"):
-        check(ev[key] == 0, "%s during %s: %s" % (key, name, ev[key]))
-    return out
-
-
-def test_memcg_selftests_same_verdicts():
-    """Without and with the module: the same verdicts.  Where they differ,
-    each runs once more; a test whose verdict changes between two runs
-    without the module, or between two runs with it, is timing dependent
-    in this guest (TCG): it is reported, not judged.  A difference that
-    repeats is the module's."""
+def test_memcg_selftests_run():
+    """test_kmem and test_memcontrol, first thing in this boot: without the
+    module (OSH_SELFTEST_SIDE=without) or with it (=with).  tests/run boots
+    each side separately, so that both run with the same history (verdicts
+    of these tests depend on what ran before them in a boot: seen on 7.3),
+    and compares the VERDICTS lines."""
+    check(SIDE in ("without", "with"), "OSH_SELFTEST_SIDE=%r: tests/run sets "
+          "it to without or with" % SIDE)
     cg_rmdir_tree("selftest")
     for name in ("test_kmem", "test_memcontrol"):
-        before = verdicts(name)
-        with_module = verdicts_with_module(name)
-        after, again = before, with_module
-        if with_module != before:
-            after = verdicts(name)
-            again = verdicts_with_module(name)
-        unstable = sorted(t for t in before if after.get(t) != before[t] or
-                          again.get(t) != with_module.get(t))
-        known = sorted(t for t in before if (KERNEL, name, t) in KNOWN_CHANGED)
-        judged = {t: v for t, v in before.items()
-                  if t not in unstable and t not in known}
-        for t in known:
-            print("KNOWN %s %s %s: without %s, %s; with %s, %s (not judged: "
-                  "see KNOWN_CHANGED)" % (KERNEL, name, t, before[t],
-                                          after.get(t), with_module.get(t),
-                                          again.get(t)), flush=True)
-        print("METRIC selftests %s %s without: %s | with: %s | unstable "
-              "in this guest: %s" % (KERNEL, name, _line(before),
-                                     _line(with_module),
-                                     " ".join(unstable) or "none"),
-              flush=True)
-        check(len(judged) >= len(before) // 2,
-              "%s: most verdicts unstable: %s" % (name, unstable))
-        differ = {t: (v, with_module.get(t)) for t, v in judged.items()
-                  if with_module.get(t) != v}
-        check(not differ, "%s: verdicts differ with the module in two runs "
-              "each (without, with): %s" % (name, differ))
+        if SIDE == "without":
+            print_verdicts(name, verdicts(name))
+            continue
+        insmod()
+        try:
+            print_verdicts(name, verdicts(name))
+            ev = read_kv("stats")
+        finally:
+            ensure_unloaded()
+        for key in ("attribution_mismatch", "dropped_recursion"):
+            check(ev[key] == 0, "%s during %s: %s" % (key, name, ev[key]))
 
 
 def compare_now(under, what):
@@ -118,7 +84,7 @@ def compare_now(under, what):
 
 
 def test_40k_tmpfs_files_rmdir_and_delete():
-    """40,000 files on a tmpfs created in a leaf cgroup, the leaf removed
+    """(tests/run runs it in the module's side's boot.)  40,000 files on a tmpfs created in a leaf cgroup, the leaf removed
     (its objcg reparented with the files still there), then the files
     deleted: compare holds after each step."""
     cg_rmdir_tree("files")
