@@ -493,12 +493,14 @@ def build(kernel: Kernel, verbose: bool, extra_args: list[str] | None = None) ->
                                    f"linux-headers-{kernel.version}").is_dir():
         raise VMError(f"no headers for {kernel.version} next to its image (use --kernel "
                       f"with a supported kernel: {osh_kernels.supported()}, or --no-build)")
-    try:
-        osh_kernels.build_module(kernel.family, kernel.version, kernel.root, progress,
-                                 verbose, extra_args=extra_args)
-    except osh_kernels.KernelError as e:
-        raise VMError(str(e), detail=e.detail)
-    _make(["workloads"], "workloads", verbose)
+    # concurrent runs share build/kbuild/VERSION and the workloads
+    with _cache_lock():
+        try:
+            osh_kernels.build_module(kernel.family, kernel.version, kernel.root,
+                                     progress, verbose, extra_args=extra_args)
+        except osh_kernels.KernelError as e:
+            raise VMError(str(e), detail=e.detail)
+        _make(["workloads"], "workloads", verbose)
 
 
 def check_module(kernel: Kernel) -> None:
