@@ -34,24 +34,6 @@
 
 #define OSH_SUPPORTED_KERNELS	"6.1, 6.12 and 7.3 (Debian's stock kernels)"
 
-/*
- * Where plain kprobes go: just after the function's fentry NOP (and the
- * endbr64 before it on IBT kernels: a probe between the two would land
- * mid-instruction).  A kprobe on the NOP itself runs through an ftrace
- * trampoline, and unregistering it while other CPUs run the function
- * crashed or hung our guests; an int3 probe is removed safely.  The
- * arguments are still in their registers there.
- */
-#if defined(CONFIG_X86_64) && defined(CONFIG_FUNCTION_TRACER)
-#ifdef CONFIG_X86_KERNEL_IBT
-#define OSH_KPROBE_OFFSET	(ENDBR_INSN_SIZE + MCOUNT_INSN_SIZE)
-#else
-#define OSH_KPROBE_OFFSET	MCOUNT_INSN_SIZE
-#endif
-#else
-#define OSH_KPROBE_OFFSET	0
-#endif
-
 /* Argument @n of a probed function, from a kprobe's pt_regs. */
 static inline unsigned long osh_regs_arg(struct pt_regs *regs, unsigned int n)
 {

@@ -628,32 +628,50 @@ static void osh_find_tracepoint(struct tracepoint *tp, void *unused)
 	}
 }
 
-/* A post handler keeps a kprobe from being optimized into a jump. */
-static void osh_kp_post_noop(struct kprobe *kp, struct pt_regs *regs,
-			     unsigned long flags)
+/*
+ * Plain kprobes go on the function's entry, where the kernel puts them on
+ * the fentry site (past endbr64 on IBT kernels) and runs them from ftrace:
+ * in the probed function's own context, one call per hit.  An int3 kprobe
+ * would run its handler through the NMI entry (in_nmi()), where the
+ * handlers' locks and call_rcu() are not safe, so a function without an
+ * fentry site is refused rather than probed there.
+ */
+static int osh_register_entry_kprobe(struct kprobe *kp, const char *name)
 {
-}
-
-static int osh_register_int3_kprobe(struct kprobe *kp, const char *name)
-{
-	kprobe_pre_handler_t pre = kp->pre_handler;
 	int err;
 
 	kp->symbol_name = name;
-	kp->offset = OSH_KPROBE_OFFSET;
-	kp->post_handler = osh_kp_post_noop;
 	err = register_kprobe(kp);
-	if ((err != -EILSEQ && err != -EINVAL) || !OSH_KPROBE_OFFSET)
+	if (err)
 		return err;
-	/*
-	 * No fentry NOP there (-EILSEQ), or a jump label right after it
-	 * (-EINVAL): probe the entry itself.
-	 */
-	memset(kp, 0, sizeof(*kp));
-	kp->symbol_name = name;
-	kp->pre_handler = pre;
-	kp->post_handler = osh_kp_post_noop;
-	return register_kprobe(kp);
+	if (!kprobe_ftrace(kp)) {
+		unregister_kprobe(kp);
+		pr_err("%s has no ftrace entry: a kprobe there would run in NMI context\n",
+		       name);
+		return -EOPNOTSUPP;
+	}
+	return 0;
+}
+
+/*
+ * The same for a kretprobe's entry handler; its return handler runs from
+ * the return trampoline, in the function's context too.
+ */
+static int osh_register_entry_kretprobe(struct kretprobe *krp, const char *name)
+{
+	int err;
+
+	krp->kp.symbol_name = name;
+	err = register_kretprobe(krp);
+	if (err)
+		return err;
+	if (!kprobe_ftrace(&krp->kp)) {
+		unregister_kretprobe(krp);
+		pr_err("%s has no ftrace entry: a kretprobe there would run in NMI context\n",
+		       name);
+		return -EOPNOTSUPP;
+	}
+	return 0;
 }
 
 static int osh_hook_attach_one(struct osh_hook *hook)
@@ -664,12 +682,11 @@ static int osh_hook_attach_one(struct osh_hook *hook)
 			return -ENOENT;
 		return tracepoint_probe_register(hook->tp, hook->tp_probe, hook);
 	case OSH_HOOK_KPROBE:
-		return osh_register_int3_kprobe(&hook->krp.kp, hook->name);
+		return osh_register_entry_kprobe(&hook->krp.kp, hook->name);
 	case OSH_HOOK_KRETPROBE:
-		hook->krp.kp.symbol_name = hook->name;
 		/* calls may sleep (reclaim) while others start elsewhere */
 		hook->krp.maxactive = 64 * num_possible_cpus();
-		return register_kretprobe(&hook->krp);
+		return osh_register_entry_kretprobe(&hook->krp, hook->name);
 	}
 	return -EINVAL;
 }
