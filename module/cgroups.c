@@ -68,17 +68,41 @@ int osh_discover_memcgs(void)
 {
 	struct cgroup_subsys_state *root, *pos;
 	long failed = atomic_long_read(&osh_tree.stats.alloc_failed);
-	unsigned int seen = 0;
+	unsigned int seen = 0, nr_dying = 0, i;
+	u64 *dying;
 
 	rcu_read_lock();
 	root = osh_memcg_root_css();
 	css_for_each_descendant_pre(pos, root) {
 		osh_memcg_seen_online(pos, true, osh_css_state(pos));
 		seen++;
+		nr_dying += osh_css_state(pos) != OSH_MEMCG_ONLINE;
 	}
 	rcu_read_unlock();
 
-	pr_info("found %u memory cgroups at load\n", seen);
+	/*
+	 * Memcgs already offline (dying: kept by references) had their objcgs
+	 * reparented before load: do the same, children first as the kernel
+	 * did (reverse pre-order), so that nothing is ever charged to them.
+	 * One that dies from now on is seen by the offline hook.
+	 */
+	dying = kmalloc_array(max(nr_dying, 1U), sizeof(*dying), GFP_KERNEL);
+	if (!dying)
+		return -ENOMEM;
+	i = 0;
+	rcu_read_lock();
+	css_for_each_descendant_pre(pos, osh_memcg_root_css()) {
+		if (i < nr_dying && osh_css_state(pos) != OSH_MEMCG_ONLINE)
+			dying[i++] = cgroup_id(pos->cgroup);
+	}
+	rcu_read_unlock();
+	nr_dying = i;
+	while (i-- > 0)
+		osh_kmem_memcg_offline(dying[i]);
+	kfree(dying);
+
+	pr_info("found %u memory cgroups at load, %u of them dying\n", seen,
+		nr_dying);
 	if (atomic_long_read(&osh_tree.stats.alloc_failed) != failed)
 		return -ENOMEM;
 	return 0;

@@ -179,6 +179,9 @@ static void osh_tp_cgroup_path(void *data, struct cgroup *cgrp,
 	bool known;
 
 	osh_hit(data);
+	/* kernfs ids are per hierarchy: a v1 cgroup's id may be a memcg's */
+	if (cgrp->root != &cgrp_dfl_root)
+		return;
 	rcu_read_lock();
 	known = osh_memcg_lookup(&osh_tree, id);
 	rcu_read_unlock();
@@ -204,6 +207,9 @@ static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
 	u64 id;
 
 	osh_hit(data);
+	/* a move within a v1 hierarchy leaves the memory css as it was */
+	if (dst_cgrp->root != &cgrp_dfl_root)
+		return;
 	/* the tasks have moved: the leader's memory css is the destination */
 	rcu_read_lock();
 	css = osh_task_memcg_css(task);
