@@ -97,6 +97,7 @@ static void osh_dump_stats(struct osh_buf *ob)
 {
 	osh_tree_dump_stats(&osh_tree, ob);
 	osh_paths_dump_stats(ob);
+	osh_kmem_dump_hotplug(ob);
 	osh_events_dump(ob);
 	osh_kmem_dump_events(ob);
 }

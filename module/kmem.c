@@ -10,6 +10,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/cpuhotplug.h>
 #include <linux/cgroup.h>
 #include <linux/percpu.h>
 #include <linux/vmalloc.h>
@@ -651,12 +652,63 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 	return 0;
 }
 
+static int osh_cpuhp_online = -1, osh_cpuhp_dead = -1;
+static atomic_long_t osh_cpus_onlined, osh_cpus_died;
+
+/* On the CPU itself: its node may have changed while it was offline. */
+static int osh_cpu_online(unsigned int cpu)
+{
+	osh_acct_cpu_online(per_cpu_ptr(osh_ctx, cpu), cpu_to_node(cpu));
+	atomic_long_inc(&osh_cpus_onlined);
+	return 0;
+}
+
+/* On a surviving CPU once @cpu is dead: no handler runs there any more. */
+static int osh_cpu_dead(unsigned int cpu)
+{
+	osh_acct_cpu_dead(&osh_acct, per_cpu_ptr(osh_ctx, cpu));
+	atomic_long_inc(&osh_cpus_died);
+	return 0;
+}
+
 /**
  * osh_kmem_start() - start accounting once every memcg has a record
+ *
+ * Also follows CPU hotplug from now on, as the running kernel does: a
+ * dead CPU's stocks are drained where its kernel drains them.
+ *
+ * Return: 0, or the error of registering the CPU hotplug callbacks.
  */
-void osh_kmem_start(void)
+int osh_kmem_start(void)
 {
+	int ret;
+
+	ret = cpuhp_setup_state_nocalls(CPUHP_AP_ONLINE_DYN, "objcg_shadow:online",
+					osh_cpu_online, NULL);
+	if (ret < 0)
+		return ret;
+	osh_cpuhp_online = ret;
+	ret = cpuhp_setup_state_nocalls(CPUHP_BP_PREPARE_DYN, "objcg_shadow:dead",
+					NULL, osh_cpu_dead);
+	if (ret < 0) {
+		cpuhp_remove_state_nocalls(osh_cpuhp_online);
+		osh_cpuhp_online = -1;
+		return ret;
+	}
+	osh_cpuhp_dead = ret;
 	WRITE_ONCE(osh_kmem_ready, true);
+	return 0;
+}
+
+/**
+ * osh_kmem_dump_hotplug() - CPU hotplug counters as key=value lines
+ * @ob: output
+ */
+void osh_kmem_dump_hotplug(struct osh_buf *ob)
+{
+	osh_buf_printf(ob, "cpus_onlined=%ld\ncpus_died=%ld\n",
+		       atomic_long_read(&osh_cpus_onlined),
+		       atomic_long_read(&osh_cpus_died));
 }
 
 static void osh_release_task_entry(unsigned long key, void *val, void *arg)
@@ -673,6 +725,13 @@ void osh_kmem_stop(void)
 {
 	int cpu;
 
+	/* no hotplug callback drains a stock from here on */
+	if (osh_cpuhp_dead >= 0)
+		cpuhp_remove_state_nocalls(osh_cpuhp_dead);
+	if (osh_cpuhp_online >= 0)
+		cpuhp_remove_state_nocalls(osh_cpuhp_online);
+	osh_cpuhp_dead = -1;
+	osh_cpuhp_online = -1;
 	WRITE_ONCE(osh_kmem_ready, false);
 	osh_objmap_for_each(&osh_taskmap, osh_release_task_entry, NULL);
 	for_each_possible_cpu(cpu)

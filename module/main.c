@@ -98,6 +98,52 @@ module_param_cb(observe, &osh_observe_ops, &osh_observe, 0444);
 MODULE_PARM_DESC(observe,
 		 "1: count the kernel's own stock operations for the fidelity check (default); 0: skip those kprobes");
 
+/*
+ * fail_init=STEP makes that step of the load fail with -ENOMEM after it
+ * has done its work, so the unwinding of every step can be tested.
+ */
+static const char *const osh_init_steps[] = {
+	"kmem", "debugfs", "hooks", "discover", "start",
+};
+
+static char osh_fail_init[16];
+
+static int osh_fail_init_set(const char *val, const struct kernel_param *kp)
+{
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_init_steps); i++) {
+		if (sysfs_streq(val, osh_init_steps[i]))
+			return param_set_copystring(osh_init_steps[i], kp);
+	}
+	pr_err("fail_init=%s is invalid: accepted values are kmem, debugfs, hooks, discover, start\n",
+	       val);
+	return -EINVAL;
+}
+
+static const struct kernel_param_ops osh_fail_init_ops = {
+	.set = osh_fail_init_set,
+	.get = param_get_string,
+};
+
+static struct kparam_string osh_fail_init_kps = {
+	.string = osh_fail_init,
+	.maxlen = sizeof(osh_fail_init),
+};
+
+module_param_cb(fail_init, &osh_fail_init_ops, &osh_fail_init_kps, 0444);
+MODULE_PARM_DESC(fail_init,
+		 "testing: make a load step fail after it ran (kmem, debugfs, hooks, discover, start)");
+
+/* The injected failure of @step, or @err_code as it is. */
+static int osh_init_step(const char *step, int err_code)
+{
+	if (err_code || strcmp(osh_fail_init, step))
+		return err_code;
+	pr_err("fail_init=%s: failing the load at this step\n", step);
+	return -ENOMEM;
+}
+
 static int __init osh_init(void)
 {
 	char err[384];
@@ -118,26 +164,36 @@ static int __init osh_init(void)
 	}
 
 	osh_tree_init(&osh_tree, osh_keep_freed, osh_acct_memcg_release);
+	/* a failing osh_kmem_init() frees what it allocated */
 	err_code = osh_kmem_init(osh_designs, osh_nr_designs, osh_objmap_bits,
 				 osh_pagemap_bits);
 	if (err_code)
 		return err_code;
-
-	err_code = osh_debugfs_init();
+	err_code = osh_init_step("kmem", 0);
 	if (err_code)
 		goto free_kmem;
 
-	err_code = osh_hooks_attach(osh_observe);
+	err_code = osh_init_step("debugfs", osh_debugfs_init());
 	if (err_code)
 		goto remove_debugfs;
 
-	err_code = osh_discover_memcgs();
+	/*
+	 * A hook attached before one that failed (css_online) may have
+	 * queued the path worker: stop it before anything goes away.
+	 */
+	err_code = osh_init_step("hooks", osh_hooks_attach(osh_observe));
+	if (err_code)
+		goto detach_hooks;
+
+	err_code = osh_init_step("discover", osh_discover_memcgs());
 	if (err_code) {
 		pr_err("cannot record the existing memory cgroups: error %d\n",
 		       err_code);
 		goto detach_hooks;
 	}
-	osh_kmem_start();
+	err_code = osh_init_step("start", osh_kmem_start());
+	if (err_code)
+		goto detach_hooks;
 	pr_info("loaded, version %s, %d design(s): %s\n", OSH_VERSION,
 		osh_nr_designs, osh_designs_param);
 	return 0;
@@ -147,10 +203,11 @@ detach_hooks:
 	osh_paths_stop();
 remove_debugfs:
 	osh_debugfs_exit();
+free_kmem:
 	osh_kmem_stop();
 	osh_tree_destroy(&osh_tree);
+	/* records and objcgs are freed by RCU callbacks of this module */
 	rcu_barrier();
-free_kmem:
 	osh_kmem_exit();
 	return err_code;
 }

@@ -22,7 +22,8 @@ int osh_kernel_verify(void);
 
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		  unsigned int objmap_bits, unsigned int pagemap_bits);
-void osh_kmem_start(void);
+int osh_kmem_start(void);
+void osh_kmem_dump_hotplug(struct osh_buf *ob);
 void osh_kmem_stop(void);
 void osh_kmem_exit(void);
 bool osh_kmem_cache_accounted(struct kmem_cache *s, gfp_t gfp);

@@ -53,6 +53,11 @@ struct osh_design {
 	bool stock_by_memcg;		/* a slot matches any objcg of its memcg */
 	enum osh_stock_kind stock_kind;
 	bool objcg_of_page_node;	/* per-node objcg of the page, not the CPU */
+	/*
+	 * A dead CPU's obj stock is drained (6.12 and later): 6.1 drains only
+	 * its page stock and leaves the obj stock's bytes and objcg behind.
+	 */
+	bool cpu_dead_drains_obj_stock;
 };
 
 enum osh_slab_type {
@@ -252,6 +257,8 @@ void osh_acct_destroy(struct osh_acct *acct, void (*free_fn)(void *));
 void osh_acct_cpu_init(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 		       int cpu, int node);
 void osh_acct_drain_cpu(struct osh_acct *acct, struct osh_cpu_ctx *ctx);
+void osh_acct_cpu_dead(struct osh_acct *acct, struct osh_cpu_ctx *ctx);
+void osh_acct_cpu_online(struct osh_cpu_ctx *ctx, int node);
 void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree);
 
 int osh_acct_memcg_online(struct osh_acct *acct, struct osh_memcg *memcg,

@@ -795,6 +795,35 @@ void osh_acct_drain_cpu(struct osh_acct *acct, struct osh_cpu_ctx *ctx)
 		osh_stock_drain_all_slots(acct, d, ctx);
 }
 
+/**
+ * osh_acct_cpu_dead() - a CPU went offline: drain what its kernel drains
+ * @acct: accounting state
+ * @ctx: the dead CPU's context; no handler runs on it any more
+ *
+ * Designs of kernels that drain a dead CPU's obj stock drain the shadow
+ * stock; the others keep its bytes and objcg reference, as 6.1 does.
+ * Context: process, on a surviving CPU (the CPU hotplug teardown).
+ */
+void osh_acct_cpu_dead(struct osh_acct *acct, struct osh_cpu_ctx *ctx)
+{
+	unsigned int d;
+
+	for (d = 0; d < acct->nr_designs; d++) {
+		if (acct->designs[d].cpu_dead_drains_obj_stock)
+			osh_stock_drain_all_slots(acct, d, ctx);
+	}
+}
+
+/**
+ * osh_acct_cpu_online() - a CPU came (back) online on @node
+ * @ctx: the CPU's context
+ * @node: its NUMA node now
+ */
+void osh_acct_cpu_online(struct osh_cpu_ctx *ctx, int node)
+{
+	WRITE_ONCE(ctx->node, node);
+}
+
 static void osh_put_entry(unsigned long key, void *val, void *arg)
 {
 	struct osh_acct *acct = arg;

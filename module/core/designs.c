@@ -9,14 +9,17 @@
 
 static const struct osh_design osh_base_designs[] = {
 	{ .name = "v6.1", .task_cache = OSH_TASK_CACHE_NONE, .stock_slots = 1 },
-	{ .name = "v6.7", .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1 },
+	{ .name = "v6.7", .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1,
+	  .cpu_dead_drains_obj_stock = true },
 	{ .name = "v7.1", .per_node_objcg = true,
-	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1 },
+	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 1,
+	  .cpu_dead_drains_obj_stock = true },
 	{ .name = "pernode", .per_node_objcg = true,
-	  .task_cache = OSH_TASK_CACHE_PERNODE, .stock_slots = 1 },
+	  .task_cache = OSH_TASK_CACHE_PERNODE, .stock_slots = 1,
+	  .cpu_dead_drains_obj_stock = true },
 	{ .name = "v7.3", .per_node_objcg = true,
 	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 5,
-	  .stock_kind = OSH_STOCK_ROUND_ROBIN },
+	  .stock_kind = OSH_STOCK_ROUND_ROBIN, .cpu_dead_drains_obj_stock = true },
 };
 
 #define OSH_DESIGN_BASES	"v6.1, v6.7, v7.1, pernode, v7.3"

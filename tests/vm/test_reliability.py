@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""Kernel-context correctness (issue 8): every load step's failure unwound,
+CPU hotplug, memcgs dead before load, a cgroup v1 hierarchy beside v2.
+
+Each test also requires a clean kernel log; the VM runner fails the whole
+run on any report (BUG, WARNING, lockdep, KASAN, stall, ...) anyway.
+"""
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
+from osh_guest import (REFERENCE, Workload, cg_id, cg_mkdir,  # noqa: E402
+                       cg_path, cg_rmdir_tree, check, dmesg_mark,
+                       enable_memory, ensure_unloaded, insmod, module_loaded,
+                       read_kv, read_records, run_tests, shadow_cgroups, sh)
+import osh_compare  # noqa: E402
+import osh_state  # noqa: E402
+
+INIT_STEPS = ("kmem", "debugfs", "hooks", "discover", "start")
+REPORTS = ("WARNING:", "BUG:", "Oops", "refcount_t", "leak", "lockdep",
+           "circular locking", "INFO: task", "stall")
+
+
+def clean_log(log, what):
+    for bad in REPORTS:
+        check(bad not in log, "%s: %r in dmesg:\n%s" % (what, bad, log[-3000:]))
+
+
+def compare_holds(under, what):
+    time.sleep(2.5)
+    sh_ = osh_state.Shadow()
+    res = osh_compare.collect(sh_, REFERENCE, "/sys/fs/cgroup", False, under)
+    check(res["rows"], "%s: nothing compared" % what)
+    check(not res["failed"], "%s: beyond the bound: %s" % (what, res["failed"]))
+    return res
+
+
+def test_every_init_failure_unwound():
+    """fail_init=STEP fails the load after STEP ran, for every step: the
+    load fails with ENOMEM, nothing of the module is left (debugfs, hooks,
+    late work), and a normal load afterwards works.  Cgroups are created
+    meanwhile so the path worker has work queued when the load fails."""
+    enable_memory("/")
+    cg_rmdir_tree("initfail")
+    cg_mkdir("initfail", memory_for_children=True)
+    since = dmesg_mark()
+    try:
+        for i, step in enumerate(INIT_STEPS):
+            cg_mkdir("initfail/c%d" % i)
+            p = insmod("fail_init=" + step, must_succeed=False)
+            check(p.returncode != 0, "fail_init=%s: the load succeeded" % step)
+            check("Cannot allocate memory" in p.stderr,
+                  "fail_init=%s: insmod said %r, not ENOMEM" % (step, p.stderr))
+            check(not module_loaded(), "fail_init=%s: module still loaded" % step)
+            check(not os.path.exists("/sys/kernel/debug/objcg_shadow"),
+                  "fail_init=%s: debugfs directory left behind" % step)
+            # late work of the failed load would run (and crash) about now
+            time.sleep(0.5)
+        p = insmod("fail_init=nosuchstep", must_succeed=False)
+        check(p.returncode != 0 and not module_loaded(),
+              "fail_init=nosuchstep was accepted")
+        insmod()
+        check(len(read_records("hooks")) > 10, "the normal load has no hooks")
+        ensure_unloaded()
+    finally:
+        ensure_unloaded()
+        cg_rmdir_tree("initfail")
+    log = since()
+    for step in INIT_STEPS:
+        check("fail_init=%s: failing the load at this step" % step in log,
+              "no log line for the injected failure at %s" % step)
+    clean_log(log, "init failures")
+
+
+def _hold_page_cache(rel, mib=4):
+    """A file with data written from inside `rel`: its page cache is charged
+    there and keeps the memcg alive (dying) after rmdir."""
+    path = "/tmp/osh-dying-%s" % rel.replace("/", "-")
+    sh(["sh", "-c", 'echo $$ > "%s/cgroup.procs" && dd if=/dev/zero of="%s" '
+        'bs=1M count=%d status=none && echo $$ > /sys/fs/cgroup/cgroup.procs'
+        % (cg_path(rel), path, mib)])
+    return path
+
+
+def test_memcgs_dead_before_load_are_dying_and_never_charged():
+    """Memcgs removed before load but still pinned (page cache) are found
+    at load as offline, their objcgs already reparented: nothing is ever
+    charged to them, and compare holds beside them."""
+    enable_memory("/")
+    cg_rmdir_tree("dead")
+    cg_mkdir("dead", memory_for_children=True)
+    cg_mkdir("dead/gone", memory_for_children=True)
+    cg_mkdir("dead/gone/child")
+    # the child's pages pin it, and it pins its parent
+    files = [_hold_page_cache("dead/gone/child")]
+    ids = {"dead/gone": cg_id("dead/gone"), "dead/gone/child": cg_id("dead/gone/child")}
+    os.rmdir(cg_path("dead/gone/child"))
+    os.rmdir(cg_path("dead/gone"))
+    try:
+        insmod()
+        records = shadow_cgroups()
+        for rel, cid in ids.items():
+            rec = records.get(cid)
+            check(rec is not None, "%s (id %d) not found at load" % (rel, cid))
+            check(rec["state"] in ("offline", "released"),
+                  "%s is %s at load, not dying" % (rel, rec["state"]))
+            check(rec["discovered"] == "1", "%s not marked discovered" % rel)
+        ev = read_kv("stats")
+        check(ev["reparent_ops"] >= len(ids),
+              "reparent_ops=%s for %d dying memcgs" % (ev["reparent_ops"], len(ids)))
+        # kmem next to them while they are dying
+        cg_mkdir("dead/after")
+        Workload(["--quiet", "dentry", "--count", "20000"],
+                 cgroup="dead/after").release()
+        for r in read_records("kmem"):
+            if int(r["id"]) in ids.values():
+                charged = sum(int(r[k]) for k in ("slab_reclaimable",
+                                                  "slab_unreclaimable")
+                              if k in r)
+                check(charged == 0, "dying memcg %s charged %d bytes after load"
+                      % (r["id"], charged))
+        compare_holds("/dead/after", "beside memcgs dead before load")
+    finally:
+        ensure_unloaded()
+        for f in files:
+            if os.path.exists(f):
+                os.unlink(f)
+        cg_rmdir_tree("dead")
+
+
+def test_cgroup_v1_hierarchy_changes_nothing():
+    """A named v1 hierarchy beside v2: its mkdir, rename and task moves
+    (kernfs ids of another hierarchy) change no memcg record or counter."""
+    enable_memory("/")
+    cg_rmdir_tree("v2side")
+    mnt = "/tmp/osh-v1"
+    os.makedirs(mnt, exist_ok=True)
+    sh(["mount", "-t", "cgroup", "-o", "none,name=oshv1", "oshv1", mnt])
+    try:
+        insmod()
+        # created after load: compare judges what the shadow saw born
+        cg_mkdir("v2side", memory_for_children=True)
+        cg_mkdir("v2side/a")
+        w = Workload(["--quiet", "dentry", "--count", "5000"],
+                     cgroup="v2side/a")
+        time.sleep(0.5)     # the path worker names the new records
+        before = {k: (v["path"], v["state"], v["tasks_attached"], v["attach_ops"])
+                  for k, v in shadow_cgroups().items()}
+        for i in range(200):
+            os.mkdir(os.path.join(mnt, "g%d" % i))
+        for i in range(0, 200, 2):
+            os.rename(os.path.join(mnt, "g%d" % i), os.path.join(mnt, "r%d" % i))
+        for i in range(1, 200, 40):
+            with open(os.path.join(mnt, "g%d" % i, "cgroup.procs"), "w") as f:
+                f.write(str(w.pid))
+        time.sleep(1)
+        after = {k: (v["path"], v["state"], v["tasks_attached"], v["attach_ops"])
+                 for k, v in shadow_cgroups().items()}
+        changed = {k: (before.get(k), v) for k, v in after.items()
+                   if before.get(k) != v}
+        check(not changed, "v1 operations changed memcg records: %s" % changed)
+        compare_holds("/v2side", "with a v1 hierarchy beside")
+        w.release()
+    finally:
+        ensure_unloaded()
+        for name in sorted(os.listdir(mnt)):
+            p = os.path.join(mnt, name)
+            if os.path.isdir(p):
+                with open(os.path.join(p, "cgroup.procs")) as f:
+                    pids = f.read().split()
+                for pid in pids:
+                    with open(os.path.join(mnt, "cgroup.procs"), "w") as f:
+                        f.write(pid)
+                os.rmdir(p)
+        sh(["umount", mnt])
+        cg_rmdir_tree("v2side")
+
+
+def _cpu_online(cpu, on):
+    with open("/sys/devices/system/cpu/cpu%d/online" % cpu, "w") as f:
+        f.write("1" if on else "0")
+
+
+def test_cpu_hotplug_during_load():
+    """CPU 1 offlined with stocks on it, then onlined, while loaded: the
+    shadow drains the dead CPU's stocks as the running kernel does (6.1:
+    page stock only; 6.12, 7.3: the obj stock too) and compare holds after
+    each step."""
+    if not os.path.exists("/sys/devices/system/cpu/cpu1/online"):
+        check(False, "the guest has no hot-pluggable CPU 1")
+    enable_memory("/")
+    cg_rmdir_tree("hotplug")
+    since = dmesg_mark()
+    try:
+        insmod()
+        cg_mkdir("hotplug", memory_for_children=True)
+        cg_mkdir("hotplug/a")
+        w = Workload(["--quiet", "--cpu", "1", "mix", "--count", "4000"],
+                     cgroup="hotplug/a")
+        _cpu_online(1, False)
+        ev = read_kv("stats")
+        check(ev["cpus_died"] == 1, "cpus_died=%s after offlining CPU 1" %
+              ev["cpus_died"])
+        compare_holds("/hotplug", "after CPU 1 went offline")
+        w.release()
+        compare_holds("/hotplug", "objects freed with CPU 1 offline")
+        _cpu_online(1, True)
+        ev = read_kv("stats")
+        check(ev["cpus_onlined"] == 1, "cpus_onlined=%s after onlining CPU 1" %
+              ev["cpus_onlined"])
+        Workload(["--quiet", "--cpu", "1", "mix", "--count", "2000"],
+                 cgroup="hotplug/a").release()
+        compare_holds("/hotplug", "after CPU 1 came back")
+    finally:
+        if os.path.exists("/sys/devices/system/cpu/cpu1/online"):
+            with open("/sys/devices/system/cpu/cpu1/online") as f:
+                if f.read().strip() == "0":
+                    _cpu_online(1, True)
+        ensure_unloaded()
+        cg_rmdir_tree("hotplug")
+    clean_log(since(), "CPU hotplug")
+
+
+if __name__ == "__main__":
+    ensure_unloaded()
+    sys.exit(run_tests(globals()))
