@@ -561,6 +561,29 @@ static void *test_zalloc(size_t size)
 	return calloc(1, size);
 }
 
+/*
+ * A dead CPU: 6.1 drains only its page stock, so v6.1 keeps the obj
+ * stock's bytes (and objcg) on it; 6.12's fix drains it (v6.7).
+ */
+static void test_cpu_dead_drains_per_design(void)
+{
+	fx_setup("v6.1,v6.7");
+	fx_memcg(10, 1, 1);
+	CHECK_EQ(fx_alloc(1, 10, 0x1000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(10, 1, "stock_bytes"), PG - 100);
+	osh_acct_cpu_dead(&fx.acct, fx_cpu(1));
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(10, 0, "kmem_pages"), 1);
+	CHECK_EQ(fx_stat(10, 1, "stock_bytes"), 0);
+	/* the drained remainder went to the objcg, still a charged page */
+	CHECK_EQ(fx_stat(10, 1, "charged_bytes"), PG - 100);
+	CHECK(fx_free_obj(0, 0x1000));
+	osh_acct_cpu_online(fx_cpu(1), 1);
+	CHECK_EQ(fx_cpu(1)->node, 1);
+	fx_teardown();
+}
+
 static void test_free_fn(void *p)
 {
 	free(p);
@@ -617,6 +640,7 @@ static const struct osh_test tests[] = {
 	{ "acct_rr_stats_batch_per_cpu", test_rr_stats_batch_per_cpu },
 	{ "acct_rr_busy_stock_writes_through", test_rr_busy_stock_writes_through },
 	{ "acct_pagenode_charges_the_page_node", test_pagenode_charges_the_page_node },
+	{ "acct_cpu_dead_drains_per_design", test_cpu_dead_drains_per_design },
 };
 
 OSH_TEST_MAIN(tests)
