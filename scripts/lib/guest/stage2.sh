@@ -10,7 +10,8 @@
 # /run/osh/ctl/cmd.sh runs CMD.
 #
 # Results go to $OSH_OUT: rc (CMD's exit status), status ("ok",
-# "insmod failed" or "rmmod failed"), dmesg, tainted.
+# "insmod failed" or "rmmod failed"), dmesg, tainted, kmemleak (if the
+# kernel has it).
 
 # shellcheck source=/dev/null
 . /run/osh/ctl/config.sh
@@ -19,7 +20,21 @@ marker() {
     echo "@@OSH-$1 $OSH_NONCE${2:+ $2}@@"
 }
 
+# On a kernel with kmemleak (the debug kernel), a scan after the module
+# is gone: what it reports goes to $OSH_OUT/kmemleak for the host to judge.
+kmemleak_scan() {
+    k=/sys/kernel/debug/kmemleak
+    [ -w "$k" ] || return 0
+    # twice, with kmemleak's minimum object age (5 s) between: a leak is
+    # reported once nothing has referenced it in a whole scan
+    echo scan > "$k" 2>/dev/null
+    sleep 6
+    echo scan > "$k" 2>/dev/null
+    cat "$k" > "$OSH_OUT/kmemleak" 2>&1
+}
+
 finish() {
+    kmemleak_scan
     echo "$1" > "$OSH_OUT/status"
     dmesg > "$OSH_OUT/dmesg" 2>&1
     cat /proc/sys/kernel/tainted > "$OSH_OUT/tainted" 2>/dev/null
