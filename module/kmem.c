@@ -25,6 +25,8 @@ static bool osh_kmem_ready;
 
 /* task_struct pointer -> struct osh_task *, for the task-cache designs */
 static struct osh_objmap osh_taskmap;
+static unsigned int osh_taskmap_bits;
+static atomic_long_t osh_task_states_at_load;
 /* index of the design that reproduces the running kernel, or -1 */
 static int osh_reference;
 static atomic_long_t osh_task_alloc_failed;	/* task falls back to root */
@@ -41,7 +43,6 @@ struct osh_kmem_events {
 	unsigned long attr_mismatch;	/* kernel charged another memcg */
 	unsigned long kernel_only;	/* kernel charged, shadow did not */
 	unsigned long shadow_only;	/* shadow charged, kernel did not */
-	unsigned long task_lazy;	/* task state created at first use */
 };
 
 static DEFINE_PER_CPU(struct osh_kmem_events, osh_kmem_events);
@@ -191,10 +192,11 @@ static bool osh_current_task_state(struct osh_task **state)
 		return true;
 	if (!current->mm || (current->flags & PF_KTHREAD))
 		return false;
-	/* tasks that existed at load get their state at first use */
-	*state = osh_task_create(current);
-	if (*state)
-		OSH_KEV_INC(task_lazy);
+	/*
+	 * States are made at fork and, for tasks older than the module, at
+	 * load: never here, inside an allocation.  The designs charge this
+	 * one as without the cache (task_state_missing).
+	 */
 	return true;
 }
 
@@ -509,6 +511,31 @@ void osh_kmem_task_forked(struct task_struct *child)
 }
 
 /**
+ * osh_kmem_discover_tasks() - task-cache state for the tasks older than
+ *	the module
+ *
+ * The kernel gave them their cache at fork; the shadow gives them theirs
+ * now (flagged for a refresh, as at fork), not inside an allocation.  A
+ * task forked meanwhile got its state from the fork hook already.
+ * Context: process, at load, after the hooks are attached.
+ */
+void osh_kmem_discover_tasks(void)
+{
+	struct task_struct *g, *p;
+
+	if (!osh_any_task_cache)
+		return;
+	rcu_read_lock();
+	for_each_process_thread(g, p) {
+		if ((p->flags & (PF_KTHREAD | PF_EXITING)) || osh_task_lookup(p))
+			continue;
+		if (osh_task_create(p))
+			atomic_long_inc(&osh_task_states_at_load);
+	}
+	rcu_read_unlock();
+}
+
+/**
  * osh_kmem_task_gone() - mem_cgroup_exit(): drop the task's state
  * @p: the exiting (or freed) task
  *
@@ -600,17 +627,33 @@ static void osh_vfree(void *p)
 	vfree(p);
 }
 
+/*
+ * Room for as many threads as the kernel allows by default (max_threads:
+ * RAM / (8 * THREAD_SIZE)) at the map's 60% fill, 8 tasks a bucket.
+ */
+static unsigned int osh_taskmap_bits_for_threads(void)
+{
+	u64 threads = div64_u64((u64)totalram_pages() * PAGE_SIZE,
+				(u64)THREAD_SIZE * 8);
+	u64 buckets = div64_u64(threads * 5, 3 * 8);
+
+	return clamp_t(unsigned int, order_base_2(buckets), 10, 22);
+}
+
 /**
  * osh_kmem_init() - allocate the accounting state
  * @designs: designs to run
  * @nr_designs: how many
  * @objmap_bits: log2 of object-map buckets (8 objects each)
  * @pagemap_bits: log2 of page-map buckets
+ * @taskmap_bits: log2 of task-map buckets, 0: sized for the kernel's
+ *	default thread limit
  *
  * Return: 0, -EINVAL, -ENOMEM.
  */
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
-		  unsigned int objmap_bits, unsigned int pagemap_bits)
+		  unsigned int objmap_bits, unsigned int pagemap_bits,
+		  unsigned int taskmap_bits)
 {
 	unsigned int d;
 	int cpu, err;
@@ -630,8 +673,9 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		free_percpu(osh_ctx);
 		return err;
 	}
-	err = osh_objmap_init(&osh_taskmap, 12, sizeof(struct osh_task *),
-			      osh_vzalloc);
+	osh_taskmap_bits = taskmap_bits ?: osh_taskmap_bits_for_threads();
+	err = osh_objmap_init(&osh_taskmap, osh_taskmap_bits,
+			      sizeof(struct osh_task *), osh_vzalloc);
 	if (err) {
 		osh_objmap_destroy(&osh_taskmap, osh_vfree);
 		osh_acct_destroy(&osh_acct, osh_vfree);
@@ -786,9 +830,11 @@ void osh_kmem_dump_events(struct osh_buf *ob)
 		       sum.unknown_memcg, sum.attr_checked);
 	osh_buf_printf(ob, "attribution_mismatch=%lu\nkernel_only=%lu\nshadow_only=%lu\n",
 		       sum.attr_mismatch, sum.kernel_only, sum.shadow_only);
-	osh_buf_printf(ob, "task_states=%ld\ntask_states_lazy=%lu\ntask_state_alloc_failed=%ld\n",
-		       atomic_long_read(&osh_task_states), sum.task_lazy,
-		       atomic_long_read(&osh_task_alloc_failed));
+	osh_buf_printf(ob,
+		       "task_states=%ld\ntask_states_at_load=%ld\ntask_state_alloc_failed=%ld\ntaskmap_bits=%u\n",
+		       atomic_long_read(&osh_task_states),
+		       atomic_long_read(&osh_task_states_at_load),
+		       atomic_long_read(&osh_task_alloc_failed), osh_taskmap_bits);
 	osh_acct_dump_events(&osh_acct, ob);
 }
 

@@ -23,6 +23,7 @@ static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
 static unsigned int osh_objmap_bits = 17;
 static unsigned int osh_pagemap_bits = 12;
+static unsigned int osh_taskmap_bits;
 static unsigned int osh_observe = 1;
 
 static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
@@ -53,6 +54,7 @@ static const struct kernel_param_ops osh_##_name##_ops = {		\
 OSH_UINT_RANGE_PARAM_OPS(keep_freed, 0, OSH_KEEP_FREED_MAX);
 OSH_UINT_RANGE_PARAM_OPS(objmap_bits, 8, 24);
 OSH_UINT_RANGE_PARAM_OPS(pagemap_bits, 6, 22);
+OSH_UINT_RANGE_PARAM_OPS(taskmap_bits, 0, 22);
 OSH_UINT_RANGE_PARAM_OPS(observe, 0, 1);
 
 static int osh_designs_set(const char *val, const struct kernel_param *kp)
@@ -94,6 +96,9 @@ MODULE_PARM_DESC(objmap_bits,
 module_param_cb(pagemap_bits, &osh_pagemap_bits_ops, &osh_pagemap_bits, 0444);
 MODULE_PARM_DESC(pagemap_bits,
 		 "log2 of kmem page map buckets of 8 pages (6..22, default 12)");
+module_param_cb(taskmap_bits, &osh_taskmap_bits_ops, &osh_taskmap_bits, 0444);
+MODULE_PARM_DESC(taskmap_bits,
+		 "log2 of task map buckets of 8 tasks (0: sized for the kernel's default thread limit, or 1..22)");
 module_param_cb(observe, &osh_observe_ops, &osh_observe, 0444);
 MODULE_PARM_DESC(observe,
 		 "1: count the kernel's own stock operations for the fidelity check (default); 0: skip those kprobes");
@@ -166,7 +171,7 @@ static int __init osh_init(void)
 	osh_tree_init(&osh_tree, osh_keep_freed, osh_acct_memcg_release);
 	/* a failing osh_kmem_init() frees what it allocated */
 	err_code = osh_kmem_init(osh_designs, osh_nr_designs, osh_objmap_bits,
-				 osh_pagemap_bits);
+				 osh_pagemap_bits, osh_taskmap_bits);
 	if (err_code)
 		return err_code;
 	err_code = osh_init_step("kmem", 0);
@@ -191,6 +196,7 @@ static int __init osh_init(void)
 		       err_code);
 		goto detach_hooks;
 	}
+	osh_kmem_discover_tasks();
 	err_code = osh_init_step("start", osh_kmem_start());
 	if (err_code)
 		goto detach_hooks;

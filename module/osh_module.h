@@ -21,7 +21,9 @@ extern struct osh_acct osh_acct;
 int osh_kernel_verify(void);
 
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
-		  unsigned int objmap_bits, unsigned int pagemap_bits);
+		  unsigned int objmap_bits, unsigned int pagemap_bits,
+		  unsigned int taskmap_bits);
+void osh_kmem_discover_tasks(void);
 int osh_kmem_start(void);
 void osh_kmem_dump_hotplug(struct osh_buf *ob);
 void osh_kmem_stop(void);

@@ -139,7 +139,7 @@ struct osh_dcounters {
 	unsigned long root_bypass;	/* no objcg: task in the root memcg */
 	unsigned long task_refresh;	/* task cache refreshed */
 	unsigned long task_retry;	/* refresh retried: attach raced */
-	unsigned long task_root_fallback; /* no task state: root objcg used */
+	unsigned long task_state_missing; /* no task state: root objcg used */
 	unsigned long stock_takes;	/* slot (re)assigned: drain_obj_stock() */
 	unsigned long page_allocs;	/* page-level kmem charges */
 	unsigned long page_frees;

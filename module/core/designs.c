@@ -191,7 +191,7 @@ static const struct {
 	OSH_DCOUNTER(remote_objcg_cpu), OSH_DCOUNTER(remote_objcg_page),
 	OSH_DCOUNTER(root_bypass),
 	OSH_DCOUNTER(task_refresh), OSH_DCOUNTER(task_retry),
-	OSH_DCOUNTER(task_root_fallback),
+	OSH_DCOUNTER(task_state_missing),
 	OSH_DCOUNTER(page_allocs), OSH_DCOUNTER(page_frees),
 	OSH_DCOUNTER(stock_takes), OSH_DCOUNTER(stock_busy),
 };

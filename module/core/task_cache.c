@@ -166,8 +166,9 @@ struct osh_objcg *osh_acct_task_objcg(struct osh_acct *acct, unsigned int d,
 			array = osh_refresh_pernode(acct, d, ctx, task,
 						    task_memcg, arg);
 		if (!array) {
-			ctx->cnt[d].task_root_fallback++;
-			return NULL;
+			/* no array (allocation failed): as without a cache */
+			ctx->cnt[d].task_state_missing++;
+			return osh_acct_pick_objcg(acct, d, ctx, task_memcg(arg));
 		}
 		objcg = array[osh_objcg_node(acct, d, ctx)];
 	}
@@ -191,8 +192,8 @@ struct osh_objcg *osh_acct_task_objcg(struct osh_acct *acct, unsigned int d,
  * @arg: its argument
  * @picked: output, referenced objcgs (NULL entries: not charged)
  *
- * A task-cache design with no task state (allocation failed at fork)
- * falls back to the root, counted in task_root_fallback.
+ * A task-cache design with no task state (its allocation failed) charges
+ * what a design without the cache would, counted in task_state_missing.
  *
  * Return: how many designs charge something.
  */
@@ -208,8 +209,8 @@ int osh_acct_pick_all(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 		if (!osh_cached(&acct->designs[d]) || !task_memcg) {
 			picked[d] = osh_acct_pick_objcg(acct, d, ctx, memcg);
 		} else if (!task) {
-			ctx->cnt[d].task_root_fallback++;
-			picked[d] = NULL;
+			ctx->cnt[d].task_state_missing++;
+			picked[d] = osh_acct_pick_objcg(acct, d, ctx, memcg);
 		} else {
 			picked[d] = osh_acct_task_objcg(acct, d, ctx, task,
 							task_memcg, arg);

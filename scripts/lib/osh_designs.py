@@ -40,7 +40,7 @@ COLUMNS = [
     ("remote page", "remote_objcg_page", True),
     ("refresh", "task_refresh", True),
     ("retry", "task_retry", True),
-    ("root fb", "task_root_fallback", True),
+    ("no state", "task_state_missing", True),
     ("objcgs swapped", "objcgs_swapped", False),
     ("objs repointed", "objects_repointed", False),
 ]

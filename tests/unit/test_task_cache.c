@@ -98,7 +98,7 @@ static void test_pernode_array_follows_cpu(void)
 	fx_teardown();
 }
 
-static void test_missing_state_falls_back_to_root(void)
+static void test_missing_state_charges_as_lookup(void)
 {
 	struct osh_dcounters c;
 
@@ -108,15 +108,21 @@ static void test_missing_state_falls_back_to_root(void)
 		struct osh_objcg *picked[OSH_MAX_DESIGNS];
 		int n = osh_acct_pick_all(&fx.acct, fx_cpu(0), task_memcg_now,
 					  NULL, fixed_memcg, NULL, picked);
+		unsigned int d;
 
-		CHECK_EQ(n, 1);		/* only the lookup design charges */
-		CHECK(picked[0] && !picked[1] && !picked[2]);
-		osh_objcg_put(picked[0]);
+		/* every design charges the memcg's objcg, as a lookup does */
+		CHECK_EQ(n, 3);
+		for (d = 0; d < 3; d++) {
+			CHECK(picked[d] && picked[d]->memcg == task_memcg_now);
+			osh_objcg_put(picked[d]);
+		}
 	}
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.task_state_missing, 0);
 	osh_acct_sum_counters(&fx.acct, 1, &c);
-	CHECK_EQ(c.task_root_fallback, 1);
+	CHECK_EQ(c.task_state_missing, 1);
 	osh_acct_sum_counters(&fx.acct, 2, &c);
-	CHECK_EQ(c.task_root_fallback, 1);
+	CHECK_EQ(c.task_state_missing, 1);
 	fx_teardown();
 }
 
@@ -326,7 +332,7 @@ static const struct osh_test tests[] = {
 	{ "task_single_cache_refresh_on_attach", test_single_cache_refresh_on_attach },
 	{ "task_v71_caches_node_of_first_use", test_v71_caches_node_of_first_use },
 	{ "task_pernode_array_follows_cpu", test_pernode_array_follows_cpu },
-	{ "task_missing_state_falls_back_to_root", test_missing_state_falls_back_to_root },
+	{ "task_missing_state_charges_as_lookup", test_missing_state_charges_as_lookup },
 	{ "task_switch_shape_drains", test_switch_shape_drains },
 	{ "task_update_protocol_stress", test_update_protocol_stress },
 };

@@ -146,8 +146,8 @@ def test_task_states_follow_tasks():
             base, after))
         d = osh_designs.snapshot()["designs"]["pernode"]
         check(d["task_refresh"] > 0, "no task cache refresh")
-        check(d["task_root_fallback"] == 0, "root fallbacks: %d" %
-              d["task_root_fallback"])
+        check(d["task_state_missing"] == 0, "tasks without state: %d" %
+              d["task_state_missing"])
     finally:
         ensure_unloaded()
         cg_rmdir_tree("exp")
