@@ -27,7 +27,7 @@
 #define OSH_SYM_PCPU_ALLOC		"pcpu_alloc"
 #define OSH_SYM_ALLOC_BULK		"kmem_cache_alloc_bulk"
 /* kmem_cache_alloc_bulk() returns int: the number allocated, or 0 */
-#define OSH_ALLOC_BULK_OK(ret)		((int)ret != 0)
+#define OSH_ALLOC_BULK_OK(ret)		((int)(ret) != 0)
 #define OSH_SYM_DRAIN_LOCAL		"drain_local_stock"
 #define OSH_SYM_OBSERVE_DRAIN		"drain_obj_stock"
 #define OSH_SYM_OBSERVE_KMEM		"memcg_account_kmem"
