@@ -57,8 +57,16 @@ class Family:
     kbuild: str             # linux-kbuild package template
     reference: str          # the design that matches this kernel
     extra: tuple = field(default_factory=tuple)
+    base: str = ""          # built from source: the stock family it debugs
+
+    @property
+    def compat(self) -> str:
+        """The family whose compat header and tests apply (itself, or base)."""
+        return self.base or self.name
 
     def version(self, abi: str | None = None) -> str:
+        if self.base and not abi:
+            return f"6.1.N{SUFFIX_DEBUG}"
         return f"{abi or self.abi}-amd64"
 
 
@@ -80,7 +88,14 @@ KERNELS: dict[str, Family] = {
                "linux-base-{abi}-amd64"),
         headers=("linux-headers-{abi}-amd64", "linux-headers-{abi}-common"),
         kbuild="linux-kbuild-{abi}", reference="v7.3"),
+    # Not a Debian package: built once from linux-source-6.1 with lockdep,
+    # KASAN and kmemleak (scripts/lib/osh_debugkernel.py).
+    "6.1-debug": Family(
+        "6.1-debug", "6.1.N-oshdebug", r"6\.1\.\d+-oshdebug",
+        "debug build of Debian 12's 6.1 (lockdep, KASAN, kmemleak)", "host",
+        image=(), headers=(), kbuild="", reference="v6.1", base="6.1"),
 }
+SUFFIX_DEBUG = "-oshdebug-amd64"
 DEFAULT = "6.1"
 
 
@@ -311,8 +326,10 @@ def _localize_headers(kdir: Path, version: str) -> None:
     """Point the headers' Makefile at the cached tree instead of /usr/src."""
     mk = kdir / "usr" / "src" / f"linux-headers-{version}" / "Makefile"
     text = mk.read_text()
-    local = text.replace("/usr/src/", f"{kdir}/usr/src/")
-    if "/usr/src/" in text and local != text and f"{kdir}/usr/src/" not in text:
+    # whatever the paths were (/usr/src, or a cache at another path)
+    local = re.sub(r"[\w./+-]*/usr/src/(linux-headers-[^/\s]+)",
+                   lambda m: f"{kdir}/usr/src/{m.group(1)}", text)
+    if local != text:
         mk.write_text(local)
 
 
