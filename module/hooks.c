@@ -35,6 +35,9 @@ struct osh_hook {
 	void *tp_probe;			/* tracepoint probe function */
 	struct tracepoint *tp;
 	struct kretprobe krp;		/* krp.kp is the kprobe for KPROBE */
+	/* the handlers, called by the IRQs-off wrappers below */
+	kprobe_pre_handler_t pre;
+	kretprobe_handler_t entry, ret;
 	bool attached;
 	int err;			/* why it is absent */
 	unsigned long __percpu *hits;
@@ -75,6 +78,52 @@ static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
 static struct osh_hook *osh_kretprobe_hook(struct kretprobe_instance *ri)
 {
 	return container_of(get_kretprobe(ri), struct osh_hook, krp);
+}
+
+/*
+ * Kprobes do not nest: a hit while another kprobe runs on the CPU is
+ * dropped.  The int3 kprobes run with IRQs off; the kretprobes' handlers
+ * run from ftrace and the return trampoline with IRQs on, where a softirq
+ * freeing objects in the middle of a handler would lose every free.  So
+ * every handler runs with IRQs off; what remains is the kprobe core's own
+ * few instructions, and any drop is counted in the hook's misses.
+ */
+static int osh_kp_irqs_off(struct kprobe *kp, struct pt_regs *regs)
+{
+	struct osh_hook *hook = osh_kprobe_hook(kp);
+	unsigned long flags;
+	int ret;
+
+	local_irq_save(flags);
+	ret = hook->pre(kp, regs);
+	local_irq_restore(flags);
+	return ret;
+}
+
+static int osh_krp_entry_irqs_off(struct kretprobe_instance *ri,
+				  struct pt_regs *regs)
+{
+	struct osh_hook *hook = osh_kretprobe_hook(ri);
+	unsigned long flags;
+	int ret;
+
+	local_irq_save(flags);
+	ret = hook->entry(ri, regs);
+	local_irq_restore(flags);
+	return ret;
+}
+
+static int osh_krp_ret_irqs_off(struct kretprobe_instance *ri,
+				struct pt_regs *regs)
+{
+	struct osh_hook *hook = osh_kretprobe_hook(ri);
+	unsigned long flags;
+	int ret;
+
+	local_irq_save(flags);
+	ret = hook->ret(ri, regs);
+	local_irq_restore(flags);
+	return ret;
 }
 
 static u64 osh_css_id(struct cgroup_subsys_state *css)
@@ -274,34 +323,42 @@ static int osh_online_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	return 0;
 }
 
-static u64 osh_kp_css_id(struct kprobe *kp, struct pt_regs *regs)
+/*
+ * The memcg lifecycle hooks take locks and call call_rcu(): they are
+ * kretprobes, doing their work in the return handler (not NMI).  The
+ * entry saves the css's id (css_free() frees the css).
+ */
+static int osh_save_css_id(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	struct cgroup_subsys_state *css = (void *)osh_regs_arg(regs, 0);
-
-	osh_hit(osh_kprobe_hook(kp));
-	return osh_css_id(css);
+	*(u64 *)ri->data = osh_css_id((void *)osh_regs_arg(regs, 0));
+	return 0;
 }
 
-/* The kernel reparents the memcg's objcgs in css_offline: so do we. */
-static int osh_kp_offline(struct kprobe *kp, struct pt_regs *regs)
+static u64 osh_saved_css_id(struct kretprobe_instance *ri)
 {
-	u64 id = osh_kp_css_id(kp, regs);
+	osh_hit(osh_kretprobe_hook(ri));
+	return *(u64 *)ri->data;
+}
+
+/* The kernel reparented the memcg's objcgs in css_offline: so do we. */
+static int osh_offline_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	u64 id = osh_saved_css_id(ri);
 
 	osh_memcg_set_state(&osh_tree, id, OSH_MEMCG_OFFLINE);
 	osh_kmem_memcg_offline(id);
 	return 0;
 }
 
-static int osh_kp_released(struct kprobe *kp, struct pt_regs *regs)
+static int osh_released_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	osh_memcg_set_state(&osh_tree, osh_kp_css_id(kp, regs),
-			    OSH_MEMCG_RELEASED);
+	osh_memcg_set_state(&osh_tree, osh_saved_css_id(ri), OSH_MEMCG_RELEASED);
 	return 0;
 }
 
-static int osh_kp_free(struct kprobe *kp, struct pt_regs *regs)
+static int osh_free_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	u64 id = osh_kp_css_id(kp, regs);
+	u64 id = osh_saved_css_id(ri);
 
 	osh_kmem_memcg_freed(id);
 	osh_memcg_set_state(&osh_tree, id, OSH_MEMCG_FREED);
@@ -309,7 +366,11 @@ static int osh_kp_free(struct kprobe *kp, struct pt_regs *regs)
 }
 
 #if OSH_HAVE_MEM_CGROUP_EXIT
-/* mem_cgroup_exit(task): the kernel drops the task's objcg here */
+/*
+ * mem_cgroup_exit(task): the kernel drops the task's objcg here.  Every
+ * task exit passes: an int3 kprobe (a kretprobe's IRQs-on entry would let
+ * softirqs' frees be dropped); the state's release is deferred (NMI).
+ */
 static int osh_kp_task_exit(struct kprobe *kp, struct pt_regs *regs)
 {
 	osh_hit(osh_kprobe_hook(kp));
@@ -544,14 +605,15 @@ static int osh_kp_account_kmem(struct kprobe *kp, struct pt_regs *regs)
 	  .tp_probe = _probe }
 #define OSH_KP(_sym, _pre, _req)					\
 	{ .name = _sym, .kind = OSH_HOOK_KPROBE, .required = _req,	\
-	  .krp.kp.pre_handler = _pre }
+	  .pre = _pre, .krp.kp.pre_handler = osh_kp_irqs_off }
 #define OSH_KP_OBSERVE(_sym, _pre)					\
 	{ .name = _sym, .kind = OSH_HOOK_KPROBE, .observe_only = true,	\
-	  .krp.kp.pre_handler = _pre }
+	  .pre = _pre, .krp.kp.pre_handler = osh_kp_irqs_off }
 #define OSH_KRP(_sym, _entry, _ret, _size, _req)			\
 	{ .name = _sym, .kind = OSH_HOOK_KRETPROBE, .required = _req,	\
-	  .krp.entry_handler = _entry, .krp.handler = _ret,		\
-	  .krp.data_size = _size }
+	  .entry = _entry, .ret = _ret,					\
+	  .krp.entry_handler = osh_krp_entry_irqs_off,			\
+	  .krp.handler = osh_krp_ret_irqs_off, .krp.data_size = _size }
 
 static struct osh_hook osh_hooks[] = {
 	OSH_TP(kmalloc, osh_tp_kmalloc, true),
@@ -578,9 +640,12 @@ static struct osh_hook osh_hooks[] = {
 	OSH_TP(sched_process_free, osh_tp_sched_process_free, true),
 	OSH_KRP("mem_cgroup_css_online", osh_online_entry, osh_online_ret,
 		sizeof(void *), true),
-	OSH_KP("mem_cgroup_css_offline", osh_kp_offline, true),
-	OSH_KP("mem_cgroup_css_released", osh_kp_released, true),
-	OSH_KP("mem_cgroup_css_free", osh_kp_free, true),
+	OSH_KRP("mem_cgroup_css_offline", osh_save_css_id, osh_offline_ret,
+		sizeof(u64), true),
+	OSH_KRP("mem_cgroup_css_released", osh_save_css_id, osh_released_ret,
+		sizeof(u64), true),
+	OSH_KRP("mem_cgroup_css_free", osh_save_css_id, osh_free_ret,
+		sizeof(u64), true),
 	OSH_KP("mem_cgroup_attach", osh_kp_count, OSH_HAVE_MEM_CGROUP_ATTACH),
 	OSH_KRP("__memcg_kmem_charge_page", osh_charge_page_entry,
 		osh_charge_page_ret, sizeof(struct osh_page_call), true),
@@ -634,34 +699,44 @@ static void osh_find_tracepoint(struct tracepoint *tp, void *unused)
 	}
 }
 
-/*
- * Plain kprobes go on the function's entry, where the kernel puts them on
- * the fentry site (past endbr64 on IBT kernels) and runs them from ftrace:
- * in the probed function's own context, one call per hit.  An int3 kprobe
- * would run its handler through the NMI entry (in_nmi()), where the
- * handlers' locks and call_rcu() are not safe, so a function without an
- * fentry site is refused rather than probed there.
- */
-static int osh_register_entry_kprobe(struct kprobe *kp, const char *name)
+/* A post handler keeps a kprobe from being optimized into a jump. */
+static void osh_kp_post_noop(struct kprobe *kp, struct pt_regs *regs,
+			     unsigned long flags)
 {
-	int err;
-
-	kp->symbol_name = name;
-	err = register_kprobe(kp);
-	if (err)
-		return err;
-	if (!kprobe_ftrace(kp)) {
-		unregister_kprobe(kp);
-		pr_err("%s has no ftrace entry: a kprobe there would run in NMI context\n",
-		       name);
-		return -EOPNOTSUPP;
-	}
-	return 0;
 }
 
 /*
- * The same for a kretprobe's entry handler; its return handler runs from
- * the return trampoline, in the function's context too.
+ * An int3 kprobe (compat.h says why): its handler runs in NMI context, so
+ * it takes no lock and calls no call_rcu(); releases go through
+ * osh_defer(), and the memcg and task lifecycle hooks are kretprobes,
+ * whose return handlers run in the function's own context.
+ */
+static int osh_register_int3_kprobe(struct kprobe *kp, const char *name)
+{
+	kprobe_pre_handler_t pre = kp->pre_handler;
+	int err;
+
+	kp->symbol_name = name;
+	kp->offset = OSH_KPROBE_OFFSET;
+	kp->post_handler = osh_kp_post_noop;
+	err = register_kprobe(kp);
+	if ((err != -EILSEQ && err != -EINVAL) || !OSH_KPROBE_OFFSET)
+		return err;
+	/*
+	 * No fentry NOP there (-EILSEQ), or a jump label right after it
+	 * (-EINVAL): probe the entry itself.
+	 */
+	memset(kp, 0, sizeof(*kp));
+	kp->symbol_name = name;
+	kp->pre_handler = pre;
+	kp->post_handler = osh_kp_post_noop;
+	return register_kprobe(kp);
+}
+
+/*
+ * A kretprobe's entry goes on the fentry site and runs from ftrace, its
+ * return handler from the return trampoline: both in the function's own
+ * context, never NMI (a function without fentry is refused).
  */
 static int osh_register_entry_kretprobe(struct kretprobe *krp, const char *name)
 {
@@ -688,7 +763,7 @@ static int osh_hook_attach_one(struct osh_hook *hook)
 			return -ENOENT;
 		return tracepoint_probe_register(hook->tp, hook->tp_probe, hook);
 	case OSH_HOOK_KPROBE:
-		return osh_register_entry_kprobe(&hook->krp.kp, hook->name);
+		return osh_register_int3_kprobe(&hook->krp.kp, hook->name);
 	case OSH_HOOK_KRETPROBE:
 		/* calls may sleep (reclaim) while others start elsewhere */
 		hook->krp.maxactive = 64 * num_possible_cpus();
@@ -819,6 +894,16 @@ static unsigned long osh_sum_percpu(unsigned long __percpu *counter)
 	return sum;
 }
 
+/* Hits the kprobe core dropped (nested on a CPU; no free kretprobe slot). */
+static unsigned long osh_hook_misses(const struct osh_hook *hook)
+{
+	if (hook->kind == OSH_HOOK_KPROBE)
+		return hook->krp.kp.nmissed;
+	if (hook->kind == OSH_HOOK_KRETPROBE)
+		return hook->krp.kp.nmissed + hook->krp.nmissed;
+	return 0;
+}
+
 /**
  * osh_hooks_dump() - one line per hook: state, hits, misses
  * @ob: output
@@ -829,12 +914,8 @@ void osh_hooks_dump(struct osh_buf *ob)
 
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
 		const struct osh_hook *hook = &osh_hooks[i];
-		unsigned long missed = 0;
+		unsigned long missed = osh_hook_misses(hook);
 
-		if (hook->kind == OSH_HOOK_KPROBE)
-			missed = hook->krp.kp.nmissed;
-		else if (hook->kind == OSH_HOOK_KRETPROBE)
-			missed = hook->krp.kp.nmissed + hook->krp.nmissed;
 		osh_buf_printf(ob,
 			       "name=%s kind=%s required=%d state=%s error=%d hits=%lu misses=%lu\n",
 			       hook->name, osh_hook_kind_names[hook->kind],
@@ -853,7 +934,14 @@ void osh_events_dump(struct osh_buf *ob)
 {
 	struct osh_events sum;
 
+	unsigned long misses = 0;
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++)
+		misses += osh_hook_misses(&osh_hooks[i]);
 	osh_sum_percpu_counters(&sum, &osh_events, sizeof(sum));
+	/* events lost before any handler ran: see hooks for which */
+	osh_buf_printf(ob, "hook_misses=%lu\n", misses);
 	osh_buf_printf(ob, "kmem_alloc_accounted=%lu\n", sum.kmem_alloc_accounted);
 	osh_buf_printf(ob, "kmem_alloc_failed=%lu\n", sum.kmem_alloc_failed);
 	osh_buf_printf(ob, "memcg_online_failed=%lu\n", sum.memcg_online_failed);

@@ -11,6 +11,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/cpuhotplug.h>
+#include <linux/irq_work.h>
+#include <linux/llist.h>
 #include <linux/cgroup.h>
 #include <linux/percpu.h>
 #include <linux/vmalloc.h>
@@ -27,6 +29,67 @@ static bool osh_kmem_ready;
 static struct osh_objmap osh_taskmap;
 static unsigned int osh_taskmap_bits;
 static atomic_long_t osh_task_states_at_load;
+
+/*
+ * Work the int3 kprobes' handlers (NMI context) leave for an irq_work on
+ * their CPU: releases that take locks or call call_rcu().  The rcu_head
+ * doubles as the list node (its first member is the next pointer, as in
+ * llist_node) until the work runs and may hand it to call_rcu().
+ */
+struct osh_deferred {
+	struct llist_head list;
+	struct irq_work work;
+};
+
+static DEFINE_PER_CPU(struct osh_deferred, osh_deferred);
+static atomic_long_t osh_deferred_runs;
+
+static void osh_run_deferred(struct llist_node *node)
+{
+	while (node) {
+		struct rcu_head *head = (struct rcu_head *)node;
+
+		node = node->next;	/* before fn() reuses the head */
+		head->func(head);
+		atomic_long_inc(&osh_deferred_runs);
+	}
+}
+
+static void osh_deferred_work(struct irq_work *work)
+{
+	struct osh_deferred *d = container_of(work, struct osh_deferred, work);
+
+	osh_run_deferred(llist_del_all(&d->list));
+}
+
+void osh_defer(struct rcu_head *head, rcu_callback_t fn)
+{
+	struct osh_deferred *d;
+
+	if (!in_nmi()) {
+		fn(head);
+		return;
+	}
+	BUILD_BUG_ON(offsetof(struct rcu_head, next) != 0);
+	head->func = fn;
+	d = this_cpu_ptr(&osh_deferred);
+	llist_add((struct llist_node *)head, &d->list);
+	irq_work_queue(&d->work);
+}
+
+/* Unload: no handler runs any more; what they left runs here. */
+static void osh_deferred_flush(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		struct osh_deferred *d = per_cpu_ptr(&osh_deferred, cpu);
+
+		irq_work_sync(&d->work);
+		osh_run_deferred(llist_del_all(&d->list));
+	}
+}
+
 /* index of the design that reproduces the running kernel, or -1 */
 static int osh_reference;
 static atomic_long_t osh_task_alloc_failed;	/* task falls back to root */
@@ -690,9 +753,13 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 			osh_reference = d;
 	}
 	osh_acct.reference = osh_reference;
-	for_each_possible_cpu(cpu)
+	for_each_possible_cpu(cpu) {
 		osh_acct_cpu_init(&osh_acct, per_cpu_ptr(osh_ctx, cpu), cpu,
 				  cpu_to_node(cpu));
+		init_llist_head(&per_cpu_ptr(&osh_deferred, cpu)->list);
+		init_irq_work(&per_cpu_ptr(&osh_deferred, cpu)->work,
+			      osh_deferred_work);
+	}
 	return 0;
 }
 
@@ -750,9 +817,10 @@ int osh_kmem_start(void)
  */
 void osh_kmem_dump_hotplug(struct osh_buf *ob)
 {
-	osh_buf_printf(ob, "cpus_onlined=%ld\ncpus_died=%ld\n",
+	osh_buf_printf(ob, "cpus_onlined=%ld\ncpus_died=%ld\ndeferred_from_nmi=%ld\n",
 		       atomic_long_read(&osh_cpus_onlined),
-		       atomic_long_read(&osh_cpus_died));
+		       atomic_long_read(&osh_cpus_died),
+		       atomic_long_read(&osh_deferred_runs));
 }
 
 static void osh_release_task_entry(unsigned long key, void *val, void *arg)
@@ -777,6 +845,7 @@ void osh_kmem_stop(void)
 	osh_cpuhp_dead = -1;
 	osh_cpuhp_online = -1;
 	WRITE_ONCE(osh_kmem_ready, false);
+	osh_deferred_flush();
 	osh_objmap_for_each(&osh_taskmap, osh_release_task_entry, NULL);
 	for_each_possible_cpu(cpu)
 		osh_acct_drain_cpu(&osh_acct, per_cpu_ptr(osh_ctx, cpu));

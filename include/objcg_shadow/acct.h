@@ -187,7 +187,8 @@ enum osh_acct_event {
 
 struct osh_task {
 	unsigned long word[OSH_MAX_DESIGNS];
-	struct rcu_head rcu;
+	struct rcu_head rcu;		/* osh_defer(), then call_rcu() */
+	struct osh_acct *acct;		/* for the deferred release */
 	struct osh_objcg *nodes[];	/* nr_nodes per PERNODE design */
 };
 

@@ -94,6 +94,12 @@ static void osh_objcg_release(struct osh_objcg *objcg)
 	call_rcu(&objcg->rcu, osh_objcg_free_rcu);
 }
 
+/* Takes objcg_lock and calls call_rcu(): never from NMI (osh_defer()). */
+static void osh_objcg_release_head(struct rcu_head *head)
+{
+	osh_objcg_release(container_of(head, struct osh_objcg, rcu));
+}
+
 /**
  * osh_objcg_get() - take a reference; the caller already holds one
  * @objcg: the objcg
@@ -110,7 +116,7 @@ void osh_objcg_get(struct osh_objcg *objcg)
 void osh_objcg_put(struct osh_objcg *objcg)
 {
 	if (objcg && atomic_long_dec_and_test(&objcg->ref))
-		osh_objcg_release(objcg);
+		osh_defer(&objcg->rcu, osh_objcg_release_head);
 }
 
 static bool osh_objcg_tryget(struct osh_objcg *objcg)

@@ -225,15 +225,11 @@ static void osh_task_free_rcu(struct rcu_head *head)
 	kfree(container_of(head, struct osh_task, rcu));
 }
 
-/**
- * osh_task_release() - drop the references a task's caches hold
- * @acct: accounting state
- * @task: the state, already unreachable for new users
- *
- * The memory goes after an RCU grace period (attachers may still look).
- */
-void osh_task_release(struct osh_acct *acct, struct osh_task *task)
+/* Drops objcg references and calls call_rcu(): never from NMI. */
+static void osh_task_release_head(struct rcu_head *head)
 {
+	struct osh_task *task = container_of(head, struct osh_task, rcu);
+	struct osh_acct *acct = task->acct;
 	unsigned int d, n;
 
 	for (d = 0; d < acct->nr_designs; d++) {
@@ -251,6 +247,19 @@ void osh_task_release(struct osh_acct *acct, struct osh_task *task)
 		}
 	}
 	call_rcu(&task->rcu, osh_task_free_rcu);
+}
+
+/**
+ * osh_task_release() - drop the references a task's caches hold
+ * @acct: accounting state
+ * @task: the state, already unreachable for new users
+ *
+ * The memory goes after an RCU grace period (attachers may still look).
+ */
+void osh_task_release(struct osh_acct *acct, struct osh_task *task)
+{
+	task->acct = acct;
+	osh_defer(&task->rcu, osh_task_release_head);
 }
 
 /**

@@ -25,4 +25,15 @@
 #include <linux/smp.h>
 #include <linux/bitops.h>
 
+/**
+ * osh_defer() - run @fn(@head) now, or soon if this is NMI context
+ * @head: an rcu_head of the object, not queued anywhere
+ * @fn: what to run; it may take locks and call call_rcu() with @head
+ *
+ * The handlers of int3 kprobes run in NMI context, where the core's locks
+ * and call_rcu() are not safe: there the call is queued and run from an
+ * irq_work on this CPU (module/kmem.c).
+ */
+void osh_defer(struct rcu_head *head, rcu_callback_t fn);
+
 #endif /* OBJCG_SHADOW_ENV_H */

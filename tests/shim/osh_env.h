@@ -179,6 +179,14 @@ struct rcu_head {
 #define rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head));
 void osh_shim_rcu_barrier(void);
+typedef void (*rcu_callback_t)(struct rcu_head *head);
+/*
+ * osh_defer(): userspace has no NMI; with osh_shim_in_nmi set the calls
+ * queue until osh_shim_run_deferred(), as the kernel's irq_work would.
+ */
+extern __thread int osh_shim_in_nmi;
+void osh_defer(struct rcu_head *head, rcu_callback_t fn);
+long osh_shim_run_deferred(void);
 
 /* Per-CPU data: tests pick the "current CPU" explicitly. */
 extern __thread int osh_shim_cpu;

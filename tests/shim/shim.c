@@ -37,6 +37,34 @@ void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head))
 	pthread_mutex_unlock(&osh_rcu_lock);
 }
 
+__thread int osh_shim_in_nmi;
+static __thread struct rcu_head *osh_deferred;
+
+void osh_defer(struct rcu_head *head, rcu_callback_t fn)
+{
+	if (!osh_shim_in_nmi) {
+		fn(head);
+		return;
+	}
+	head->func = fn;
+	head->next = osh_deferred;
+	osh_deferred = head;
+}
+
+long osh_shim_run_deferred(void)
+{
+	long n = 0;
+
+	while (osh_deferred) {
+		struct rcu_head *head = osh_deferred;
+
+		osh_deferred = head->next;
+		head->func(head);
+		n++;
+	}
+	return n;
+}
+
 void osh_shim_rcu_barrier(void)
 {
 	struct rcu_head *head;

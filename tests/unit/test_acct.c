@@ -584,6 +584,30 @@ static void test_cpu_dead_drains_per_design(void)
 	fx_teardown();
 }
 
+/*
+ * A release reached from NMI context (an int3 kprobe's handler) takes
+ * locks and calls call_rcu(): it waits for the irq_work, then runs.
+ */
+static void test_release_from_nmi_is_deferred(void)
+{
+	long before;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	fx_offline(10);
+	CHECK(fx_free_obj(0, 0x1000));
+	before = atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]);
+	osh_shim_in_nmi = 1;
+	fx_drain_all();		/* the stock held the last reference */
+	osh_shim_in_nmi = 0;
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]), before);
+	CHECK_EQ(osh_shim_run_deferred(), 1);
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]),
+		 before + 1);
+	fx_teardown();
+}
+
 static void test_free_fn(void *p)
 {
 	free(p);
@@ -641,6 +665,7 @@ static const struct osh_test tests[] = {
 	{ "acct_rr_busy_stock_writes_through", test_rr_busy_stock_writes_through },
 	{ "acct_pagenode_charges_the_page_node", test_pagenode_charges_the_page_node },
 	{ "acct_cpu_dead_drains_per_design", test_cpu_dead_drains_per_design },
+	{ "acct_release_from_nmi_is_deferred", test_release_from_nmi_is_deferred },
 };
 
 OSH_TEST_MAIN(tests)
