@@ -21,16 +21,16 @@ TESTS = ("test_kmem", "test_memcontrol")
 
 
 def _source_package(fam: osh_kernels.Family) -> str:
-    return f"linux-source-{fam.name}"
+    return f"linux-source-{fam.compat}"
 
 
 def binaries(fam: osh_kernels.Family) -> dict[str, Path]:
-    out = REPO / "build" / "selftests" / fam.name
+    out = REPO / "build" / "selftests" / fam.compat
     return {t: out / t for t in TESTS}
 
 
 def _extract(fam: osh_kernels.Family, progress) -> Path:
-    src = osh_kernels.CACHE / "selftests" / fam.name
+    src = osh_kernels.CACHE / "selftests" / fam.compat
     stamp = src / ".osh-complete"
     if stamp.exists():
         return src

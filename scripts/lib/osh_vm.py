@@ -41,6 +41,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import osh_debugkernel
 import osh_kernels
 
 LIB_DIR = Path(__file__).resolve().parent
@@ -222,10 +223,10 @@ class Kernel:
 
 
 @contextlib.contextmanager
-def _cache_lock():
+def _cache_lock(name: str = ""):
     """Serialize cache preparation between concurrent runs."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / ".lock", "w") as f:
+    with open(CACHE / (f".lock-{name}" if name else ".lock"), "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -240,6 +241,18 @@ def _kernel_dir(version: str) -> Path:
 def fetch_kernel(fam: osh_kernels.Family) -> Kernel:
     """The pinned kernel of `fam` (image, modules, headers), cached."""
     ensure_packages(["kmod"])
+    if fam.base:
+        stock = fetch_kernel(osh_kernels.KERNELS[fam.base])
+        # a lock of its own: other kernels' runs go on during the long build
+        with _cache_lock("debug-kernel"):
+            try:
+                version, kdir = osh_debugkernel.build(
+                    stock.root / "boot" / f"config-{stock.version}", progress,
+                    ensure_packages)
+            except osh_kernels.KernelError as e:
+                raise VMError(str(e), detail=e.detail)
+        return Kernel(version, kdir / "boot" / f"vmlinuz-{version}",
+                      kdir / "lib" / "modules" / version, kdir, fam)
     with _cache_lock():
         try:
             version, kdir = osh_kernels.fetch(fam, _kernel_dir, progress)
@@ -814,7 +827,9 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
         genv["CI"] = os.environ["CI"]
     genv.update(env)
     genv["OSH_MODULE"] = k.guest_module
-    genv["OSH_KERNEL"] = k.family.name if k.family else k.version
+    genv["OSH_KERNEL"] = k.family.compat if k.family else k.version
+    if k.family and k.family.base:
+        genv["OSH_DEBUG_KERNEL"] = k.family.name
     _write_ctl(ctl, cmd, nonce, load, params, genv, k.guest_module)
     qcmd = qemu_command(k, boot_image, initramfs, cpus=cpus, nodes=nodes, mem=mem, out=out_dir,
                         ctl=ctl, scratch=scratch, verbose=verbose, icount=icount,
