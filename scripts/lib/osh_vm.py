@@ -150,6 +150,56 @@ def apt_update() -> None:
     _apt_updated = True
 
 
+# Multi-threaded TCG needs QEMU 10: bookworm-backports has it for Debian 12.
+MTTCG_QEMU_MAJOR = 10
+QEMU_APT = CACHE / "apt-qemu"
+QEMU_SUITES = [("http://deb.debian.org/debian", s) for s in
+               ("bookworm", "bookworm-updates", "bookworm-backports")] + \
+              [("http://deb.debian.org/debian-security", "bookworm-security")]
+
+
+def qemu_major() -> int:
+    r = subprocess.run(["qemu-system-x86_64", "--version"], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    m = re.search(r"version (\d+)\.", r.stdout or "")
+    return int(m.group(1)) if m else 0
+
+
+def ensure_mttcg_qemu() -> None:
+    """QEMU >= 10 for multi-threaded TCG: installed from bookworm-backports
+    through a private apt configuration in .cache/apt-qemu (Debian 12
+    suites only, so no dependency comes from a newer release; the
+    machine's own apt sources are not used)."""
+    ensure_packages(["qemu-system-x86"])
+    if qemu_major() >= MTTCG_QEMU_MAJOR:
+        return
+    if os.geteuid() != 0:
+        raise VMError(f"--mttcg needs QEMU {MTTCG_QEMU_MAJOR} (installed: "
+                      f"{qemu_major()}); run as root to install it from "
+                      "bookworm-backports", code=2)
+    with _cache_lock("qemu"):
+        if qemu_major() >= MTTCG_QEMU_MAJOR:
+            return
+        progress(f"installing QEMU {MTTCG_QEMU_MAJOR} from bookworm-backports for "
+                 "multi-threaded TCG (one-time)...")
+        for d in ("lists/partial", "archives/partial"):
+            (QEMU_APT / d).mkdir(parents=True, exist_ok=True)
+        keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+        (QEMU_APT / "sources.list").write_text("".join(
+            f"deb [signed-by={keyring}] {url} {suite} main\n" for url, suite in QEMU_SUITES))
+        opts = ["-o", f"Dir::Etc::sourcelist={QEMU_APT / 'sources.list'}",
+                "-o", "Dir::Etc::sourceparts=-",
+                "-o", f"Dir::State::Lists={QEMU_APT / 'lists'}",
+                "-o", f"Dir::Cache::Archives={QEMU_APT / 'archives'}", "-q"]
+        r = _apt([*opts, "update"])
+        if r.returncode == 0:
+            r = _apt([*opts, "install", "-y", "--no-install-recommends", "-t",
+                      "bookworm-backports", "qemu-system-x86"])
+        if r.returncode != 0 or qemu_major() < MTTCG_QEMU_MAJOR:
+            raise VMError("installing qemu-system-x86 from bookworm-backports failed",
+                          detail=r.stdout)
+
+
 def ensure_packages(pkgs: list[str]) -> None:
     """Install the Debian packages of `pkgs` that are missing."""
     missing = [p for p in pkgs if not _pkg_installed(p)]
@@ -345,6 +395,8 @@ def _extract_vmlinux(bzimage: bytes) -> bytes | None:
 def pvh_kernel(kernel: Kernel) -> Path:
     """A PVH-bootable vmlinux for `kernel` (cached), or its vmlinuz as a fallback."""
     src = kernel.vmlinuz
+    if kernel.family and kernel.family.base:
+        return src      # the debug kernel's PVH entry triple-faults (KASAN)
     st = src.stat()
     key = hashlib.sha256(f"{src}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
     dest = CACHE / "vmlinux" / f"vmlinux-{kernel.version}-{key}"
@@ -580,18 +632,16 @@ def kernel_cmdline(verbose: bool = False, append: str = "") -> str:
 def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int,
                  nodes: int, mem: int, out: Path, ctl: Path, scratch: Path,
                  verbose: bool = False, icount: bool = False,
-                 append: str = "") -> list[str]:
+                 append: str = "", mttcg: bool = False) -> list[str]:
     # One socket per NUMA node when possible, otherwise one per CPU: CPUs that
     # share a socket (LLC) but sit on different nodes make the scheduler's
     # topology_sane() WARN at boot, which panic_on_warn turns into a panic.
     sockets = nodes if cpus % nodes == 0 else cpus
-    # Single-threaded TCG: attaching and detaching hooks patches kernel
-    # text (jump labels, int3) that the other vCPU may be executing, and
-    # with multi-threaded TCG a vCPU was seen spinning on stale code
-    # (soft lockups, a jump to a freed trampoline) while loading and
-    # unloading under load.  One thread for all vCPUs keeps code coherent.
-    accel = "tcg,thread=multi" if os.environ.get("OSH_MTTCG") == "1" \
-        else "tcg,thread=single"
+    # Single-threaded TCG by default: Debian 12's QEMU 7.2 runs a breakpoint
+    # byte another vCPU has patched away (the module's hooks patch kernel
+    # text) and hangs multi-threaded TCG; --mttcg (real concurrency) takes
+    # QEMU 10 from bookworm-backports (ensure_mttcg_qemu()).
+    accel = "tcg,thread=multi" if mttcg else "tcg,thread=single"
     if icount:
         # the guest clock advances 1 ns per guest instruction: time measured
         # in the guest counts instructions (single-threaded TCG only)
@@ -756,7 +806,7 @@ def run_vm(cmd: list[str] | None = None, *, kernel: str | None = None, params: s
            timeout: float = 600, out: str | os.PathLike | None = None,
            verbose: bool = False, build_first: bool = True,
            env: dict[str, str] | None = None, icount: bool = False,
-           append: str = "") -> int:
+           append: str = "", mttcg: bool = False) -> int:
     """Boot the guest, run `cmd` in it, return its exit status.
 
     Returns EXIT_TIMEOUT (124) on timeout and EXIT_FAILURE (125) on any other
@@ -773,7 +823,7 @@ def run_vm(cmd: list[str] | None = None, *, kernel: str | None = None, params: s
                        params=shlex.split(params or ""), load=load, cpus=cpus, nodes=nodes,
                        mem=mem, timeout=timeout, out=out, verbose=verbose,
                        build_first=build_first, env=dict(env or {}), icount=icount,
-                       append=append)
+                       append=append, mttcg=mttcg)
     except VMError as e:
         if e.detail:
             _show_block("output", e.detail.rstrip("\n").splitlines()[-200:])
@@ -790,13 +840,18 @@ def _sigterm(signum, frame):
 
 
 def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbose,
-            build_first, env, icount=False, append="") -> int:
+            build_first, env, icount=False, append="", mttcg=False) -> int:
     if cpus < 1 or nodes < 1:
         raise VMError("--cpus and --nodes must be at least 1", code=2)
     if mem < 64 * nodes:
         raise VMError(f"--mem {mem} is too small for {nodes} nodes (need >= {64 * nodes} MiB)",
                       code=2)
     ensure_packages(VM_PACKAGES + (BUILD_PACKAGES if build_first else []))
+    if mttcg and icount:
+        raise VMError("--icount counts instructions on single-threaded TCG only; "
+                      "drop --mttcg", code=2)
+    if mttcg:
+        ensure_mttcg_qemu()
     k = resolve_kernel(kernel)
     if build_first:
         build(k, verbose)
@@ -833,7 +888,7 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
     _write_ctl(ctl, cmd, nonce, load, params, genv, k.guest_module)
     qcmd = qemu_command(k, boot_image, initramfs, cpus=cpus, nodes=nodes, mem=mem, out=out_dir,
                         ctl=ctl, scratch=scratch, verbose=verbose, icount=icount,
-                        append=append)
+                        append=append, mttcg=mttcg)
     if verbose:
         log("qemu command: " + shlex.join(qcmd))
 

@@ -246,6 +246,130 @@ def test_cpu_hotplug_during_load():
     clean_log(since(), "CPU hotplug")
 
 
+def _mixed_load():
+    """Background load of every kind the hooks see, restarted as it ends."""
+    kinds = ("thread", "pipe", "socket", "mix")
+    return [subprocess.Popen(
+        ["sh", "-c", "while :; do %s --quiet %s --count 300 >/dev/null || exit 1; done"
+         % (os.environ.get("KMEMLOAD", "tests/workloads/kmemload"), kind)])
+        for kind in kinds]
+
+
+def _stop(procs):
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_100_load_unload_cycles_under_mixed_load():
+    """100 insmod/rmmod cycles while threads, pipes, sockets and files
+    come and go and cgroups are made and removed: every cycle loads and
+    unloads, no kernel report, and the workloads survive."""
+    cycles = int(os.environ.get("OSH_CYCLES", "100"))
+    enable_memory("/")
+    cg_rmdir_tree("cycles")
+    cg_mkdir("cycles", memory_for_children=True)
+    since = dmesg_mark()
+    load = _mixed_load()
+    t0 = time.monotonic()
+    try:
+        for i in range(cycles):
+            insmod()
+            cg_mkdir("cycles/c%d" % i)
+            time.sleep(0.2)
+            os.rmdir(cg_path("cycles/c%d" % i))
+            ensure_unloaded()
+            for p in load:
+                check(p.poll() is None, "cycle %d: a workload died (rc %s)" % (
+                    i, p.returncode))
+    finally:
+        _stop(load)
+        ensure_unloaded()
+        cg_rmdir_tree("cycles")
+    log = since()
+    clean_log(log, "%d load/unload cycles" % cycles)
+    check(log.count("objcg_shadow: loaded") == cycles and
+          log.count("objcg_shadow: unloaded") == cycles,
+          "loads %d, unloads %d of %d cycles" % (
+              log.count("objcg_shadow: loaded"),
+              log.count("objcg_shadow: unloaded"), cycles))
+    print("METRIC cycles %d load/unload cycles under mixed load in %.0fs" % (
+        cycles, time.monotonic() - t0), flush=True)
+
+
+CHURN_READER = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+import osh_compare, osh_state
+end = time.monotonic() + 1e9
+n = 0
+while True:
+    for f in ("cgroups", "kmem", "designs", "stats", "hooks"):
+        open("/sys/kernel/debug/objcg_shadow/" + f).read()
+    sh = osh_state.Shadow()
+    osh_compare.collect(sh, sh.default_design(), "/sys/fs/cgroup", False, "/churn")
+    n += 1
+    print(n, flush=True)
+"""
+
+
+def test_10000_cgroups_churn_while_reading():
+    """10,000 cgroups created, populated (a task allocates in each), moved
+    between and removed, while a reader loops over every debugfs file and
+    compare: the reader never fails, the shadow records every cgroup, and
+    compare holds at the end."""
+    total = int(os.environ.get("OSH_CHURN", "10000"))
+    enable_memory("/")
+    cg_rmdir_tree("churn")
+    insmod()
+    since = dmesg_mark()
+    reader = None
+    try:
+        cg_mkdir("churn", memory_for_children=True)
+        cg_mkdir("churn/keep")
+        reader = subprocess.Popen(
+            [sys.executable, "-c", CHURN_READER,
+             os.path.join(HERE, "..", "..", "scripts", "lib")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        made = 0
+        for batch in range(0, total, 100):
+            names = ["churn/b%d" % (batch + i) for i in range(min(100, total - batch))]
+            for n in names:
+                os.mkdir(cg_path(n))
+            made += len(names)
+            # a task allocates in one cgroup of the batch, moves to the
+            # next, and stays behind in the kept one
+            sh(["sh", "-c", 'for d in %s; do echo $$ > "%s/$d/cgroup.procs"; '
+                ': > /tmp/osh-churn-$d; rm /tmp/osh-churn-$d; done; '
+                'echo $$ > "%s/churn/keep/cgroup.procs"' % (
+                    " ".join(os.path.basename(n) for n in names[:10]),
+                    cg_path("churn"), "/sys/fs/cgroup")])
+            for n in names:
+                os.rmdir(cg_path(n))
+            if made % 500 == 0:
+                print("churn: %d cgroups made and removed" % made, flush=True)
+            if reader.poll() is not None:
+                check(False, "the reader died after %d cgroups: %s" % (
+                    made, reader.stderr.read()[-2000:]))
+        ev = read_kv("stats")
+        print("METRIC churn %d cgroups made and removed while reading; "
+              "memcgs_created=%s record_alloc_failed=%s" % (
+                  made, ev.get("memcgs_created"), ev.get("record_alloc_failed")),
+              flush=True)
+        check(ev["record_alloc_failed"] == 0, "record allocations failed: %s" %
+              ev["record_alloc_failed"])
+        check(ev["memcgs_created"] >= made, "memcgs_created=%s for %d cgroups" % (
+            ev["memcgs_created"], made))
+        compare_holds("/churn", "after %d cgroups" % made)
+    finally:
+        if reader:
+            reader.kill()
+            reader.wait()
+        ensure_unloaded()
+        cg_rmdir_tree("churn")
+    clean_log(since(), "cgroup churn")
+
+
 if __name__ == "__main__":
     ensure_unloaded()
     sys.exit(run_tests(globals()))
