@@ -100,30 +100,29 @@ static int osh_kp_irqs_off(struct kprobe *kp, struct pt_regs *regs)
 	return ret;
 }
 
-static int osh_krp_entry_irqs_off(struct kretprobe_instance *ri,
-				  struct pt_regs *regs)
+static int osh_krp_call_irqs_off(kretprobe_handler_t handler,
+				 struct kretprobe_instance *ri,
+				 struct pt_regs *regs)
 {
-	struct osh_hook *hook = osh_kretprobe_hook(ri);
 	unsigned long flags;
 	int ret;
 
 	local_irq_save(flags);
-	ret = hook->entry(ri, regs);
+	ret = handler(ri, regs);
 	local_irq_restore(flags);
 	return ret;
+}
+
+static int osh_krp_entry_irqs_off(struct kretprobe_instance *ri,
+				  struct pt_regs *regs)
+{
+	return osh_krp_call_irqs_off(osh_kretprobe_hook(ri)->entry, ri, regs);
 }
 
 static int osh_krp_ret_irqs_off(struct kretprobe_instance *ri,
 				struct pt_regs *regs)
 {
-	struct osh_hook *hook = osh_kretprobe_hook(ri);
-	unsigned long flags;
-	int ret;
-
-	local_irq_save(flags);
-	ret = hook->ret(ri, regs);
-	local_irq_restore(flags);
-	return ret;
+	return osh_krp_call_irqs_off(osh_kretprobe_hook(ri)->ret, ri, regs);
 }
 
 static u64 osh_css_id(struct cgroup_subsys_state *css)
