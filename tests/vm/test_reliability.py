@@ -261,8 +261,8 @@ def _stop(procs):
         p.wait()
 
 
-def test_100_load_unload_cycles_under_mixed_load():
-    """100 insmod/rmmod cycles while threads, pipes, sockets and files
+def test_load_unload_cycles_under_mixed_load():
+    """OSH_CYCLES (default 100) insmod/rmmod cycles while threads, pipes, sockets and files
     come and go and cgroups are made and removed: every cycle loads and
     unloads, no kernel report, and the workloads survive."""
     cycles = int(os.environ.get("OSH_CYCLES", "100"))
@@ -313,8 +313,8 @@ while True:
 """
 
 
-def test_10000_cgroups_churn_while_reading():
-    """10,000 cgroups created, populated (a task allocates in each), moved
+def test_cgroups_churn_while_reading():
+    """OSH_CHURN (default 10,000) cgroups created, populated (a task allocates in each), moved
     between and removed, while a reader loops over every debugfs file and
     compare: the reader never fails, the shadow records every cgroup, and
     compare holds at the end."""
