@@ -523,7 +523,9 @@ def build_initramfs(kernel: Kernel) -> Path:
     bst = busybox.stat()
     h = hashlib.sha256()
     for part in (INITRAMFS_FORMAT, init, kernel.version, str(kernel.modules_dir),
-                 f"{bst.st_size}:{bst.st_mtime_ns}", *(str(p) for _, p in mods)):
+                 f"{bst.st_size}:{bst.st_mtime_ns}",
+                 # a rebuilt kernel (the debug one) keeps its module paths
+                 *(f"{p}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for _, p in mods)):
         h.update(part if isinstance(part, bytes) else part.encode())
         h.update(b"\0")
     out = CACHE / f"initramfs-{kernel.version}-{h.hexdigest()[:12]}.cpio.gz"
