@@ -707,8 +707,8 @@ static void osh_kp_post_noop(struct kprobe *kp, struct pt_regs *regs,
 /*
  * An int3 kprobe (compat.h says why): its handler runs in NMI context, so
  * it takes no lock and calls no call_rcu(); releases go through
- * osh_defer(), and the memcg and task lifecycle hooks are kretprobes,
- * whose return handlers run in the function's own context.
+ * osh_defer(), and the memcg lifecycle hooks are kretprobes, whose
+ * return handlers run in the function's own context.
  */
 static int osh_register_int3_kprobe(struct kprobe *kp, const char *name)
 {
