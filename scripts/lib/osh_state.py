@@ -147,5 +147,8 @@ def find_cgroup_dirs(root: str = CGROUPFS) -> dict[int, str]:
     dirs = {}
     for dirpath, _dirnames, files in os.walk(root):
         if "memory.stat" in files or dirpath == root:
-            dirs[os.stat(dirpath).st_ino] = dirpath
+            try:
+                dirs[os.stat(dirpath).st_ino] = dirpath
+            except FileNotFoundError:
+                pass            # removed while we walked: no longer a cgroup
     return dirs
