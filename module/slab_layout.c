@@ -28,6 +28,19 @@ static int osh_check(bool ok, const char *what, unsigned long got,
 	return -ENOEXEC;
 }
 
+/*
+ * ksize() is s->size for a plain cache; red zones, poisoning and generic
+ * KASAN's metadata sit past the object, so there it is object_size and
+ * s->size (what the kernel charges) only has to cover it.
+ */
+static unsigned long osh_expected_ksize(const struct osh_slub_cache_prefix *l,
+					unsigned int object_size)
+{
+	if (l->flags & (SLAB_RED_ZONE | SLAB_POISON | SLAB_KASAN))
+		return object_size;
+	return l->size;
+}
+
 static int osh_verify_cache(struct kmem_cache *s, unsigned int object_size,
 			    slab_flags_t flags)
 {
@@ -47,8 +60,8 @@ static int osh_verify_cache(struct kmem_cache *s, unsigned int object_size,
 					      SLAB_RECLAIM_ACCOUNT) & ~flags),
 			       "kmem_cache.flags lacks flags not requested",
 			       l->flags, flags);
-	/* ksize() is s->size for a cache without debugging or KASAN */
-	err = err ?: osh_check(l->size == ksize(obj) && l->size >= object_size,
+	err = err ?: osh_check(l->size >= osh_expected_ksize(l, object_size) &&
+			       ksize(obj) == osh_expected_ksize(l, object_size),
 			       "kmem_cache.size", l->size, ksize(obj));
 	err = err ?: osh_check(osh_obj_cache(obj) == s, "slab.slab_cache",
 			       (unsigned long)osh_obj_cache(obj),
@@ -67,7 +80,9 @@ static int osh_verify_kmalloc(gfp_t gfp, bool accounted)
 		return -ENOMEM;
 	s = osh_obj_cache(obj);
 	err = osh_check(s, "kmalloc object in a slab", 0, 1);
-	err = err ?: osh_check(osh_cache_layout(s)->size == ksize(obj),
+	err = err ?: osh_check(ksize(obj) ==
+			       osh_expected_ksize(osh_cache_layout(s),
+						  osh_cache_layout(s)->object_size),
 			       "kmalloc cache size", osh_cache_layout(s)->size,
 			       ksize(obj));
 	err = err ?: osh_check(!!(osh_cache_layout(s)->flags & SLAB_ACCOUNT) ==
