@@ -23,23 +23,33 @@ struct osh_snapshot {
 
 static struct dentry *osh_debugfs_dir;
 
-static struct osh_snapshot *osh_snapshot_take(osh_dump_fn dump)
+struct osh_debugfs_file {
+	const char *name;
+	osh_dump_fn dump;
+	size_t size_hint;	/* the last snapshot's size */
+};
+
+/*
+ * One dump into a buffer of the last snapshot's size (plus a quarter),
+ * and only if the text outgrew it a second one: the dumps walk every
+ * memcg, CPU and stock slot, so measuring first would double that.
+ */
+static struct osh_snapshot *osh_snapshot_take(struct osh_debugfs_file *f)
 {
 	struct osh_snapshot *snap;
 	struct osh_buf ob;
 	size_t size;
 
-	osh_buf_init(&ob, NULL, 0);
-	dump(&ob);
-	size = ob.len + 1;
-	/* the text may grow between measuring and filling: retry */
+	size = max_t(size_t, READ_ONCE(f->size_hint), PAGE_SIZE);
+	size += size / 4;
 	for (;;) {
 		snap = kvmalloc(sizeof(*snap) + size, GFP_KERNEL);
 		if (!snap)
 			return NULL;
 		osh_buf_init(&ob, snap->text, size);
-		dump(&ob);
+		f->dump(&ob);
 		snap->len = ob.len;
+		WRITE_ONCE(f->size_hint, snap->len + 1);
 		if (snap->len < size)
 			return snap;
 		size = snap->len + 1 + size / 2;
@@ -100,13 +110,11 @@ static void osh_dump_stats(struct osh_buf *ob)
 	osh_kmem_dump_hotplug(ob);
 	osh_events_dump(ob);
 	osh_kmem_dump_events(ob);
+	osh_fault_dump_stats(ob);
 }
 
 /* Every file is a snapshot of one dump function (formats: README.md). */
-static const struct {
-	const char *name;
-	osh_dump_fn dump;
-} osh_debugfs_files[] = {
+static struct osh_debugfs_file osh_debugfs_files[] = {
 	{ "cgroups", osh_dump_cgroups },
 	{ "hooks", osh_hooks_dump },
 	{ "stats", osh_dump_stats },
@@ -135,8 +143,7 @@ int osh_debugfs_init(void)
 	osh_debugfs_dir = dir;
 	for (i = 0; i < ARRAY_SIZE(osh_debugfs_files); i++)
 		debugfs_create_file(osh_debugfs_files[i].name, 0444, dir,
-				    osh_debugfs_files[i].dump,
-				    &osh_snapshot_fops);
+				    &osh_debugfs_files[i], &osh_snapshot_fops);
 	return 0;
 }
 

@@ -12,6 +12,7 @@
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <objcg_shadow/outbuf.h>
 #include "compat.h"
 #include "osh_module.h"
 
@@ -139,6 +140,43 @@ static struct kparam_string osh_fail_init_kps = {
 module_param_cb(fail_init, &osh_fail_init_ops, &osh_fail_init_kps, 0444);
 MODULE_PARM_DESC(fail_init,
 		 "testing: make a load step fail after it ran (kmem, debugfs, hooks, discover, start)");
+
+/*
+ * fail_alloc_every=N fails every Nth allocation of shadow state on the
+ * event path (memcg records, design state, objcgs, task states), so tests
+ * can check that every failure is counted where it happens.
+ */
+static unsigned int osh_fail_alloc_every;
+static atomic_long_t osh_alloc_calls;
+static atomic_long_t osh_alloc_injected;
+
+OSH_UINT_RANGE_PARAM_OPS(fail_alloc_every, 0, INT_MAX);
+module_param_cb(fail_alloc_every, &osh_fail_alloc_every_ops,
+		&osh_fail_alloc_every, 0444);
+MODULE_PARM_DESC(fail_alloc_every,
+		 "testing: fail every Nth shadow-state allocation of the event path (0: never, default)");
+
+void *osh_zalloc(size_t size, gfp_t gfp)
+{
+	unsigned int every = READ_ONCE(osh_fail_alloc_every);
+
+	if (unlikely(every) &&
+	    atomic_long_inc_return(&osh_alloc_calls) % every == 0) {
+		atomic_long_inc(&osh_alloc_injected);
+		return NULL;
+	}
+	return kzalloc(size, gfp);
+}
+
+/**
+ * osh_fault_dump_stats() - injected allocation failures, for debugfs
+ * @ob: output
+ */
+void osh_fault_dump_stats(struct osh_buf *ob)
+{
+	osh_buf_printf(ob, "fail_alloc_every=%u\nalloc_failures_injected=%ld\n",
+		       osh_fail_alloc_every, atomic_long_read(&osh_alloc_injected));
+}
 
 /* The injected failure of @step, or @err_code as it is. */
 static int osh_init_step(const char *step, int err_code)

@@ -61,6 +61,7 @@ void osh_memcg_seen_online(struct cgroup_subsys_state *css, bool discovered,
 void osh_paths_kick(void);
 void osh_paths_stop(void);
 void osh_paths_dump_stats(struct osh_buf *ob);
+void osh_fault_dump_stats(struct osh_buf *ob);
 
 int osh_debugfs_init(void);
 void osh_debugfs_exit(void);

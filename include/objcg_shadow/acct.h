@@ -99,6 +99,7 @@ struct osh_mdesign {
 	atomic_long_t kmem_pages;	/* MEMCG_KMEM, local: charged pages */
 	atomic_long_t *vmstat;		/* [node][type]: flushed slab bytes */
 	atomic_t charged_bytes;		/* remainder of memcg-keyed stocks */
+	unsigned int objcg_alloc_failed; /* objcgs missing: the parent's used */
 };
 
 struct osh_stock_slot {

@@ -6,10 +6,11 @@
  * the module and into the userspace unit tests.
  *
  * Concurrency: writers (cgroup lifecycle hooks, discovery, path worker)
- * and dumps serialise on tree->lock; hot-path lookups by id walk the hash
- * under rcu_read_lock().  Records are freed through RCU once their last
- * reference is gone.  The live and graveyard lists are lock-only: a record
- * moves between them, which RCU list walkers could not follow.
+ * serialise on tree->lock; dumps take it per record (osh_tree_grab());
+ * hot-path lookups by id walk the hash under rcu_read_lock().  Records are
+ * freed through RCU once their last reference is gone.  The live and
+ * graveyard lists are lock-only: a record moves between them, which RCU
+ * list walkers could not follow.
  */
 #ifndef OBJCG_SHADOW_MEMCG_TREE_H
 #define OBJCG_SHADOW_MEMCG_TREE_H
@@ -104,6 +105,10 @@ int osh_memcg_set_path(struct osh_memcg_tree *tree, u64 id,
 int osh_memcg_attach(struct osh_memcg_tree *tree, u64 id, long nr_tasks);
 size_t osh_memcg_pending_paths(struct osh_memcg_tree *tree, u64 *ids,
 			       size_t max);
+
+struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree, bool freed,
+				 size_t *nr);
+void osh_tree_release(struct osh_memcg **v, size_t nr);
 
 struct osh_buf;
 void osh_tree_dump(struct osh_memcg_tree *tree, struct osh_buf *ob);

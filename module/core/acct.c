@@ -137,7 +137,7 @@ static struct osh_objcg *osh_objcg_alloc(struct osh_acct *acct, unsigned int d,
 	size_t nstats = (size_t)acct->nr_nodes * OSH_NR_OBJCG_STATS;
 	struct osh_objcg *objcg;
 
-	objcg = kzalloc(sizeof(*objcg) + nstats * sizeof(atomic_long_t), gfp);
+	objcg = osh_zalloc(sizeof(*objcg) + nstats * sizeof(atomic_long_t), gfp);
 	if (!objcg)
 		return NULL;
 	atomic_long_set(&objcg->ref, 1);	/* the memcg's active ref */
@@ -159,7 +159,7 @@ static struct osh_mdesign *osh_mdesign_alloc(struct osh_acct *acct,
 	unsigned int nobj = osh_nr_objcgs(acct, d);
 	struct osh_mdesign *md;
 
-	md = kzalloc(sizeof(*md) + nvm * sizeof(atomic_long_t) +
+	md = osh_zalloc(sizeof(*md) + nvm * sizeof(atomic_long_t) +
 		     nobj * sizeof(struct osh_objcg *), gfp);
 	if (!md)
 		return NULL;
@@ -211,6 +211,7 @@ int osh_acct_memcg_online(struct osh_acct *acct, struct osh_memcg *memcg,
 
 			md->objcg[i] = osh_objcg_alloc(acct, d, memcg, node, gfp);
 			if (!md->objcg[i]) {
+				md->objcg_alloc_failed++;
 				osh_event(acct, OSH_EV_OBJCG_ALLOC_FAILED, 1);
 				err = -ENOMEM;
 			}
@@ -859,11 +860,17 @@ void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree)
 	osh_objmap_for_each(&acct->objmap, osh_put_entry, acct);
 	osh_objmap_for_each(&acct->pagemap, osh_put_entry, acct);
 
-	/* active objcgs: collect under the lock, put outside it */
+	/*
+	 * Active objcgs: collect a batch under the lock, put it outside, and
+	 * go on from where the batch stopped.  No hook runs, so no record
+	 * leaves the list and the resume point stays valid; a record left
+	 * half-collected is visited again, its collected slots are NULL.
+	 */
+	memcg = list_entry(&tree->live, struct osh_memcg, node);
 	do {
 		n = 0;
 		spin_lock_irqsave(&tree->lock, flags);
-		list_for_each_entry(memcg, &tree->live, node) {
+		list_for_each_entry_continue(memcg, &tree->live, node) {
 			for (d = 0; d < acct->nr_designs; d++) {
 				struct osh_mdesign *md = memcg->design[d];
 
@@ -873,6 +880,10 @@ void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree)
 						md->objcg[i] = NULL;
 					}
 				}
+			}
+			if (n == ARRAY_SIZE(put)) {
+				memcg = list_prev_entry(memcg, node);
+				break;
 			}
 		}
 		spin_unlock_irqrestore(&tree->lock, flags);

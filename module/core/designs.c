@@ -361,10 +361,11 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 	struct osh_mdesign *md = memcg->design[d];
 	struct osh_objcg *objcg;
 	long vm[OSH_NR_SLAB_TYPES] = {};
+	unsigned long flags;
 	unsigned int i, n;
 
 	memset(s, 0, sizeof(*s));
-	spin_lock(&acct->objcg_lock);
+	spin_lock_irqsave(&acct->objcg_lock, flags);
 	for (i = 0; i < (acct->designs[d].per_node_objcg ? acct->nr_nodes : 1); i++) {
 		objcg = READ_ONCE(md->objcg[i]);
 		if (objcg) {
@@ -376,7 +377,7 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 		s->inherited++;
 		osh_sum_objcg(acct, d, objcg, s);
 	}
-	spin_unlock(&acct->objcg_lock);
+	spin_unlock_irqrestore(&acct->objcg_lock, flags);
 	for (n = 0; n < acct->nr_nodes; n++)
 		for (i = 0; i < OSH_NR_SLAB_TYPES; i++)
 			vm[i] += atomic_long_read(&md->vmstat[n * OSH_NR_SLAB_TYPES + i]);
@@ -403,6 +404,7 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 		       atomic_long_read(&md->kmem_pages),
 		       s->charged_bytes + atomic_read(&md->charged_bytes),
 		       s->stock_bytes);
+	osh_buf_printf(ob, " objcg_alloc_failed=%u", md->objcg_alloc_failed);
 	osh_buf_printf(ob, " vmstat_slab_reclaimable=%ld vmstat_slab_unreclaimable=%ld\n",
 		       vm[OSH_SLAB_RECLAIMABLE], vm[OSH_SLAB_UNRECLAIMABLE]);
 }
@@ -421,18 +423,21 @@ void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,
 			  unsigned int d, struct osh_buf *ob)
 {
 	struct osh_memcg_sums *sums = kmalloc(sizeof(*sums), GFP_KERNEL);
-	struct osh_memcg *memcg;
-	unsigned long flags;
+	struct osh_memcg **v;
+	size_t nr, i;
 
-	if (!sums) {
+	v = osh_tree_grab(tree, false, &nr);
+	if (!sums || (!v && READ_ONCE(tree->nr_live))) {
 		osh_buf_printf(ob, "error=ENOMEM\n");
-		return;
+		goto out_release;
 	}
-	spin_lock_irqsave(&tree->lock, flags);
-	list_for_each_entry(memcg, &tree->live, node) {
-		if (READ_ONCE(memcg->design[d]))
-			osh_dump_memcg(acct, d, memcg, sums, ob);
+	/* design state is published once and freed only at teardown */
+	for (i = 0; i < nr; i++) {
+		if (READ_ONCE(v[i]->design[d]))
+			osh_dump_memcg(acct, d, v[i], sums, ob);
+		cond_resched();
 	}
-	spin_unlock_irqrestore(&tree->lock, flags);
+out_release:
+	osh_tree_release(v, nr);
 	kfree(sums);
 }

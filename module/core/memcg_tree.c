@@ -145,7 +145,7 @@ static void osh_put_evicted(struct osh_memcg_tree *tree,
 static struct osh_memcg *osh_memcg_alloc(struct osh_memcg_tree *tree, u64 id,
 					 u64 parent_id, int level, gfp_t gfp)
 {
-	struct osh_memcg *memcg = kzalloc(sizeof(*memcg), gfp);
+	struct osh_memcg *memcg = osh_zalloc(sizeof(*memcg), gfp);
 
 	if (!memcg) {
 		atomic_long_inc(&tree->stats.alloc_failed);
@@ -352,6 +352,63 @@ size_t osh_memcg_pending_paths(struct osh_memcg_tree *tree, u64 *ids,
 	return n;
 }
 
+/**
+ * osh_tree_grab() - referenced snapshot of the records, for long walks
+ * @tree: the tree
+ * @freed: the kept freed records too, after the live ones
+ * @nr: output, number of records in the snapshot
+ *
+ * Walks that print or sum per record must not hold tree->lock (IRQs off)
+ * across thousands of records: they take this snapshot, whose only work
+ * under the lock is one reference per record, and look at each record
+ * on its own.  Records created after the count are left out, as if they
+ * came later.
+ *
+ * Return: the records (release with osh_tree_release()) or NULL with
+ * *@nr 0 if the tree is empty or the array cannot be allocated.
+ */
+struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree, bool freed,
+				 size_t *nr)
+{
+	struct list_head *lists[] = { &tree->live, &tree->graveyard };
+	struct osh_memcg **v, *memcg;
+	unsigned long flags;
+	size_t max, n = 0;
+	unsigned int l;
+
+	max = READ_ONCE(tree->nr_live) + (freed ? READ_ONCE(tree->nr_graveyard) : 0);
+	*nr = 0;
+	v = max ? kvmalloc_array(max, sizeof(*v), GFP_KERNEL) : NULL;
+	if (!v)
+		return NULL;
+	spin_lock_irqsave(&tree->lock, flags);
+	for (l = 0; l < (freed ? 2 : 1); l++) {
+		list_for_each_entry(memcg, lists[l], node) {
+			if (n == max)
+				break;
+			refcount_inc(&memcg->ref);
+			v[n++] = memcg;
+		}
+	}
+	spin_unlock_irqrestore(&tree->lock, flags);
+	*nr = n;
+	return v;
+}
+
+/**
+ * osh_tree_release() - drop a snapshot taken by osh_tree_grab()
+ * @v: the records, may be NULL
+ * @nr: their number
+ */
+void osh_tree_release(struct osh_memcg **v, size_t nr)
+{
+	size_t i;
+
+	for (i = 0; i < nr; i++)
+		osh_memcg_put(v[i]);
+	kvfree(v);
+}
+
 static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
 {
 	osh_buf_printf(ob,
@@ -362,8 +419,8 @@ static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
 		       atomic_long_read(&memcg->tasks_attached),
 		       atomic_long_read(&memcg->attach_ops),
 		       memcg->discovered,
-		       /* beyond the tree's own: children and objcgs */
-		       refcount_read(&memcg->ref) - 1);
+		       /* beyond the tree's and the dump's: children, objcgs */
+		       refcount_read(&memcg->ref) - 2);
 	if (memcg->path)
 		osh_buf_puts_escaped(ob, memcg->path);
 	else
@@ -378,15 +435,23 @@ static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
  */
 void osh_tree_dump(struct osh_memcg_tree *tree, struct osh_buf *ob)
 {
-	const struct osh_memcg *memcg;
+	struct osh_memcg **v;
 	unsigned long flags;
+	size_t nr, i;
 
-	spin_lock_irqsave(&tree->lock, flags);
-	list_for_each_entry(memcg, &tree->live, node)
-		osh_dump_one(ob, memcg);
-	list_for_each_entry(memcg, &tree->graveyard, node)
-		osh_dump_one(ob, memcg);
-	spin_unlock_irqrestore(&tree->lock, flags);
+	v = osh_tree_grab(tree, true, &nr);
+	if (!v && READ_ONCE(tree->nr_live) + READ_ONCE(tree->nr_graveyard)) {
+		osh_buf_printf(ob, "error=ENOMEM\n");
+		return;
+	}
+	for (i = 0; i < nr; i++) {
+		/* the lock keeps the path from being replaced under us */
+		spin_lock_irqsave(&tree->lock, flags);
+		osh_dump_one(ob, v[i]);
+		spin_unlock_irqrestore(&tree->lock, flags);
+		cond_resched();
+	}
+	osh_tree_release(v, nr);
 }
 
 /**

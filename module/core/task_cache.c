@@ -31,7 +31,7 @@ struct osh_task *osh_task_alloc(struct osh_acct *acct, gfp_t gfp)
 	struct osh_task *task;
 	unsigned int d;
 
-	task = kzalloc(sizeof(*task) +
+	task = osh_zalloc(sizeof(*task) +
 		       acct->task_nodes_total * sizeof(struct osh_objcg *), gfp);
 	if (!task)
 		return NULL;

@@ -14,6 +14,7 @@
 #include <linux/errno.h>
 #include <linux/string.h>
 #include <linux/slab.h>
+#include <linux/sched.h>
 #include <linux/list.h>
 #include <linux/rculist.h>
 #include <linux/rcupdate.h>
@@ -35,5 +36,18 @@
  * irq_work on this CPU (module/kmem.c).
  */
 void osh_defer(struct rcu_head *head, rcu_callback_t fn);
+
+/**
+ * osh_zalloc() - zeroed shadow state allocated on the event path
+ * @size: bytes
+ * @gfp: allocation context
+ *
+ * kzalloc(), except that the fail_alloc_every parameter fails every Nth
+ * call on purpose (module/kmem.c), so tests can prove that each failure
+ * is counted and accounting stays right for what was tracked.
+ *
+ * Return: the memory or NULL.
+ */
+void *osh_zalloc(size_t size, gfp_t gfp);
 
 #endif /* OBJCG_SHADOW_ENV_H */

@@ -53,11 +53,35 @@ def _shadow_sum(sh, design, ids, field, node=None):
     return total
 
 
+def _degraded(sh, design, dirs, cgroupfs) -> dict:
+    """What the shadow could not track (its allocations failed): memcgs
+    without design state or with objcgs missing, whose charges went to an
+    ancestor (their own rows cannot match memory.stat; the ancestor's
+    subtree still does), and cgroups without a record, whose charges it
+    never saw (every row above them is short)."""
+    ids, paths = set(), []
+    # only after a failure: a cgroup made while the files were read may
+    # lack a line or a record for a moment
+    if int(sh.stats.get("objcg_alloc_failed", 0)):
+        for cid, rec in sh.cgroups.items():
+            if rec["state"] != "online" or rec.get("level") in ("0", 0):
+                continue
+            k = sh.kmem.get(design, {}).get(cid)
+            if k is None or int(k.get("objcg_alloc_failed", 0)):
+                ids.add(cid)
+    if int(sh.stats.get("record_alloc_failed", 0)):
+        paths = ["/" + os.path.relpath(d, cgroupfs).lstrip(".")
+                 for cid, d in dirs.items()
+                 if cid not in sh.cgroups and d != cgroupfs]
+    return {"ids": ids, "paths": paths}
+
+
 def collect(sh: osh_state.Shadow, design: str, cgroupfs: str,
             include_preload: bool, under: str | None) -> dict:
     ncpus = os.cpu_count() or 1
     bound = bound_bytes(sh.page_size, ncpus)
     dirs = osh_state.find_cgroup_dirs(cgroupfs)
+    degraded = _degraded(sh, design, dirs, cgroupfs)
     rows = []
     for cid, rec in sorted(sh.cgroups.items(),
                            key=lambda kv: kv[1].get("path", "")):
@@ -73,6 +97,9 @@ def collect(sh: osh_state.Shadow, design: str, cgroupfs: str,
         preload = any(sh.cgroups[i].get("discovered") == "1" for i in ids
                       if i in sh.cgroups)
         status_base = "pre-load" if preload else "ok"
+        if not preload and (cid in degraded["ids"] or any(
+                p.startswith(rel.rstrip("/") + "/") for p in degraded["paths"])):
+            status_base = "degraded"
         if preload and not include_preload:
             continue
         try:
@@ -133,6 +160,8 @@ def collect(sh: osh_state.Shadow, design: str, cgroupfs: str,
                   "formula": "PAGE_SIZE * MEMCG_CHARGE_BATCH * nr_cpus"},
         "rows": rows,
         "health": health,
+        "degraded": {"memcgs": len(degraded["ids"]),
+                     "cgroups_without_record": len(degraded["paths"])},
         "tracked": sh.objects,
         "failed": [r for r in rows if r.get("status") == "EXCEEDS"
                    or "error" in r],
@@ -174,6 +203,11 @@ def print_table(res: dict, out=sys.stdout) -> None:
     print("\nevents the shadow could not account (all should be small):",
           file=out)
     print("  " + "  ".join(f"{k}={v}" for k, v in h.items()), file=out)
+    dg = res["degraded"]
+    if dg["memcgs"] or dg["cgroups_without_record"]:
+        print(f"  degraded (shadow allocations failed): {dg['memcgs']} memcgs "
+              f"with state missing, {dg['cgroups_without_record']} cgroups "
+              f"without a record; rows over them are not judged", file=out)
     t = res["tracked"]
     print(f"  tracked objects={t.get('tracked_objects')} "
           f"bytes={t.get('tracked_bytes')}", file=out)

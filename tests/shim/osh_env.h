@@ -89,6 +89,10 @@ void *osh_shim_alloc(size_t size, bool zero, gfp_t gfp);
 #define kzalloc(size, gfp)	osh_shim_alloc((size), true, (gfp))
 #define kcalloc(n, size, gfp)	osh_shim_alloc((n) * (size), true, (gfp))
 #define kfree(p)		free((void *)(p))
+#define osh_zalloc(size, gfp)	kzalloc((size), (gfp))
+#define kvmalloc_array(n, size, gfp) osh_shim_alloc((n) * (size), false, (gfp))
+#define kvfree(p)		free((void *)(p))
+#define cond_resched()		do { } while (0)
 char *kstrdup(const char *s, gfp_t gfp);
 
 /* Atomics */
@@ -291,6 +295,9 @@ static inline void list_splice_init(struct list_head *list,
 #define list_for_each_entry(pos, head, member)				\
 	for (pos = list_first_entry(head, __typeof__(*pos), member);	\
 	     &pos->member != (head);					\
+	     pos = list_next_entry(pos, member))
+#define list_for_each_entry_continue(pos, head, member)			\
+	for (pos = list_next_entry(pos, member); &pos->member != (head);	\
 	     pos = list_next_entry(pos, member))
 #define list_for_each_entry_safe(pos, n, head, member)			\
 	for (pos = list_first_entry(head, __typeof__(*pos), member),	\

@@ -614,6 +614,59 @@ static void test_free_fn(void *p)
 }
 
 /*
+ * Teardown puts every active objcg, however many memcgs there are: it
+ * works in batches of 64 and must resume, not restart or stop early.
+ */
+static void test_teardown_releases_every_objcg(void)
+{
+	long before, expected = 0;
+	unsigned int d;
+	u64 id;
+
+	fx_setup("v6.1,v7.1,v7.3,pernode");
+	for (id = 10; id < 10 + 150; id++)
+		fx_memcg(id, 1, 1);
+	for (d = 0; d < fx.acct.nr_designs; d++)
+		expected += 150 * (fx.acct.designs[d].per_node_objcg ? FX_NODES : 1);
+	before = atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]);
+	osh_acct_teardown(&fx.acct, &fx.tree);
+	osh_shim_rcu_barrier();
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_RELEASED]) - before,
+		 expected);
+	osh_tree_destroy(&fx.tree);
+	osh_shim_rcu_barrier();
+	osh_acct_destroy(&fx.acct, test_free_fn);
+}
+
+/*
+ * An objcg the shadow could not allocate: counted, shown on the memcg's
+ * line, and its allocations charged to the parent, as the kernel's walk
+ * up the hierarchy would.
+ */
+static void test_objcg_alloc_failure_is_counted_and_shown(void)
+{
+	struct osh_memcg *m;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	m = osh_memcg_observe(&fx.tree, 11, 10, 2, OSH_MEMCG_ONLINE, false,
+			      GFP_KERNEL);
+	CHECK(m);
+	osh_shim_fail_alloc_in = 2;	/* design state, then the objcg */
+	CHECK_EQ(osh_acct_memcg_online(&fx.acct, m, GFP_KERNEL), -ENOMEM);
+	osh_shim_fail_alloc_in = 0;
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJCG_ALLOC_FAILED]), 1);
+	CHECK_EQ(fx_stat(11, 0, "objcg_alloc_failed"), 1);
+	CHECK_EQ(fx_stat(10, 0, "objcg_alloc_failed"), 0);
+	CHECK_EQ(fx_alloc(0, 11, 0x1000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(11, 0, "objects"), 0);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 1);
+	CHECK(fx_free_obj(0, 0x1000));
+	fx_teardown();
+}
+
+
+/*
  * Slab-like keys (objects of several sizes packed in 4K pages spread over
  * memory) at 60% of capacity: two-choice insertion must not drop any
  * (8-way buckets keep the fullest bucket near the mean + 3).
@@ -666,6 +719,9 @@ static const struct osh_test tests[] = {
 	{ "acct_pagenode_charges_the_page_node", test_pagenode_charges_the_page_node },
 	{ "acct_cpu_dead_drains_per_design", test_cpu_dead_drains_per_design },
 	{ "acct_release_from_nmi_is_deferred", test_release_from_nmi_is_deferred },
+	{ "acct_teardown_releases_every_objcg", test_teardown_releases_every_objcg },
+	{ "acct_objcg_alloc_failure_is_counted_and_shown",
+	  test_objcg_alloc_failure_is_counted_and_shown },
 };
 
 OSH_TEST_MAIN(tests)

@@ -31,11 +31,14 @@ def clean_log(log, what):
         check(bad not in log, "%s: %r in dmesg:\n%s" % (what, bad, log[-3000:]))
 
 
-def compare_holds(under, what):
+def compare_holds(under, what, allow_degraded=False):
     time.sleep(2.5)
     sh_ = osh_state.Shadow()
     res = osh_compare.collect(sh_, REFERENCE, "/sys/fs/cgroup", False, under)
     check(res["rows"], "%s: nothing compared" % what)
+    degraded = [r["path"] for r in res["rows"] if r.get("status") == "degraded"]
+    check(allow_degraded or not degraded,
+          "%s: rows not judged, the shadow lost state: %s" % (what, degraded[:5]))
     if res["failed"]:
         ev = read_kv("stats")
         missed = {h["name"]: h["misses"] for h in read_records("hooks")
@@ -368,6 +371,48 @@ def test_cgroups_churn_while_reading():
         ensure_unloaded()
         cg_rmdir_tree("churn")
     clean_log(since(), "cgroup churn")
+
+
+def test_injected_allocation_failures_counted():
+    """fail_alloc_every=7 fails every 7th allocation of shadow state while
+    60 cgroups are made and a task allocates in each: every injected
+    failure is counted where it happened, compare holds for every cgroup
+    the shadow tracked in full, and marks the others degraded."""
+    every = 7
+    enable_memory("/")
+    cg_rmdir_tree("faults")
+    cg_mkdir("faults", memory_for_children=True)
+    since = dmesg_mark()
+    held = []
+    try:
+        insmod("fail_alloc_every=%d" % every)
+        for i in range(60):
+            cg_mkdir("faults/c%d" % i)
+            held.append(Workload(["mix", "--count", "200"], "faults/c%d" % i))
+        ev = read_kv("stats")
+        injected = ev["alloc_failures_injected"]
+        counted = {k: ev[k] for k in ("record_alloc_failed", "objcg_alloc_failed",
+                                      "task_state_alloc_failed")}
+        res = compare_holds("/faults", "with failures injected",
+                            allow_degraded=True)
+        rows = res["rows"]
+        ok = {r["path"] for r in rows if r["status"] == "ok"}
+        bad = {r["path"] for r in rows if r["status"] == "degraded"}
+        print("METRIC faults every %d: %d injected, counted %s; compare: %d "
+              "cgroups judged within bound, %d degraded (not judged)" % (
+                  every, injected, counted, len(ok), len(bad)), flush=True)
+        check(injected > 20, "only %d failures injected" % injected)
+        check(sum(counted.values()) == injected,
+              "%d failures injected, %d counted: %s" % (
+                  injected, sum(counted.values()), counted))
+        check(len(ok) >= 10, "only %d cgroups judged: %s" % (len(ok), sorted(ok)))
+        check(bad, "no cgroup marked degraded although %s failed" % counted)
+    finally:
+        for w in held:
+            w.kill()
+        ensure_unloaded()
+        cg_rmdir_tree("faults")
+    clean_log(since(), "injected allocation failures")
 
 
 if __name__ == "__main__":
