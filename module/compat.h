@@ -205,18 +205,24 @@ static inline size_t osh_pcpu_aligned_size(size_t size)
 	return ALIGN(size, PCPU_MIN_ALLOC_SIZE);
 }
 
-/* Pages of a task's kernel stack (VMAP_STACK), or 0 if not vmapped. */
+/*
+ * Kernel stacks are mirrored as the vmalloc'ed pages of every supported
+ * Debian kernel; page-allocated ones would be charged unseen.
+ */
+#ifndef CONFIG_VMAP_STACK
+#error "objcg_shadow needs CONFIG_VMAP_STACK: without it kernel stacks would be misaccounted"
+#endif
+
+/* Pages of a task's kernel stack, or 0 for one not vmapped (init's). */
 static inline unsigned int osh_task_stack_pages(struct task_struct *task,
 						struct page ***pages)
 {
-#ifdef CONFIG_VMAP_STACK
 	struct vm_struct *vm = task->stack_vm_area;
 
 	if (vm) {
 		*pages = vm->pages;
 		return THREAD_SIZE / PAGE_SIZE;
 	}
-#endif
 	return 0;
 }
 

@@ -58,6 +58,7 @@ class Family:
     reference: str          # the design that matches this kernel
     extra: tuple = field(default_factory=tuple)
     base: str = ""          # built from source: the stock family it debugs
+    guest_mem: int = 1536   # default guest MiB
 
     @property
     def compat(self) -> str:
@@ -93,7 +94,10 @@ KERNELS: dict[str, Family] = {
     "6.1-debug": Family(
         "6.1-debug", "6.1.N-oshdebug", r"6\.1\.\d+-oshdebug",
         "debug build of Debian 12's 6.1 (lockdep, KASAN, kmemleak)", "host",
-        image=(), headers=(), kbuild="", reference="v6.1", base="6.1"),
+        image=(), headers=(), kbuild="", reference="v6.1", base="6.1",
+        # KASAN's shadow (1/8) and its 32 KiB stacks: 4,000 threads fail
+        # for memory at 1536 MiB
+        guest_mem=3072),
 }
 SUFFIX_DEBUG = "-oshdebug-amd64"
 DEFAULT = "6.1"

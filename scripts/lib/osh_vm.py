@@ -804,7 +804,7 @@ def _show_block(title: str, lines) -> None:
 
 
 def run_vm(cmd: list[str] | None = None, *, kernel: str | None = None, params: str = "",
-           load: bool = True, cpus: int = 2, nodes: int = 2, mem: int = 1536,
+           load: bool = True, cpus: int = 2, nodes: int = 2, mem: int | None = None,
            timeout: float = 600, out: str | os.PathLike | None = None,
            verbose: bool = False, build_first: bool = True,
            env: dict[str, str] | None = None, icount: bool = False,
@@ -845,7 +845,7 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
             build_first, env, icount=False, append="", mttcg=False) -> int:
     if cpus < 1 or nodes < 1:
         raise VMError("--cpus and --nodes must be at least 1", code=2)
-    if mem < 64 * nodes:
+    if mem is not None and mem < 64 * nodes:
         raise VMError(f"--mem {mem} is too small for {nodes} nodes (need >= {64 * nodes} MiB)",
                       code=2)
     ensure_packages(VM_PACKAGES + (BUILD_PACKAGES if build_first else []))
@@ -855,6 +855,8 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
     if mttcg:
         ensure_mttcg_qemu()
     k = resolve_kernel(kernel)
+    if mem is None:
+        mem = k.family.guest_mem if k.family else 1536
     if build_first:
         build(k, verbose)
     if load:

@@ -46,6 +46,17 @@ FAMILY = {
 REFERENCE = FAMILY["reference"]
 
 
+# Workload sizes are multiplied by OSH_SCALE (tests/run sets it below 1
+# for debug kernels, whose guests run several times slower): the checks
+# stay the same, the object counts shrink.
+SCALE = float(os.environ.get("OSH_SCALE", "1"))
+
+
+def scaled(n, least=1):
+    """`n` objects or repetitions at OSH_SCALE, at least `least`."""
+    return max(least, int(n * SCALE))
+
+
 class TestFailure(AssertionError):
     pass
 

@@ -21,19 +21,20 @@ from osh_guest import (FAMILY, Workload, cg_id, cg_mkdir, cg_move,  # noqa: E402
                        cg_path, cg_rmdir_tree, hooks,
                        check, enable_memory, ensure_unloaded, insmod,
                        read_kv, read_records, run_tests, shadow_cgroups,
-                       wait_for, KMEMLOAD, sh)
+                       wait_for, KMEMLOAD, scaled, sh)
 import osh_compare  # noqa: E402
 import osh_state  # noqa: E402
 
 MIB = 1 << 20
 
-# kind -> kmemload arguments for >= 20 MiB of slab
+# kind -> kmemload arguments for >= 20 MiB of slab (at OSH_SCALE 1)
+KIND_MIB = 20
 KINDS = {
-    "dentry": ["dentry", "--mib", "24"],
-    "negdentry": ["negdentry", "--count", "150000"],
-    "pipe": ["pipe", "--mib", "30"],
-    "socket": ["socket", "--mib", "28"],
-    "thread": ["thread", "--count", "4000"],
+    "dentry": ["dentry", "--mib", str(scaled(24))],
+    "negdentry": ["negdentry", "--count", str(scaled(150000))],
+    "pipe": ["pipe", "--mib", str(scaled(30))],
+    "socket": ["socket", "--mib", str(scaled(28))],
+    "thread": ["thread", "--count", str(scaled(4000))],
 }
 
 
@@ -79,7 +80,7 @@ def setup_tree(top):
     cg_mkdir(top, memory_for_children=True)
 
 
-def test_compare_each_kind_20mib():
+def test_compare_each_kind():
     setup_tree("acct")
     insmod()
     loads = []
@@ -92,7 +93,7 @@ def test_compare_each_kind_20mib():
         for kind in KINDS:
             rows = rows_of(res, "/acct/" + kind)
             check(rows, "no rows for " + kind)
-            check(rows["slab"]["kernel"] >= 20 * MIB,
+            check(rows["slab"]["kernel"] >= scaled(KIND_MIB) * MIB,
                   "%s: only %d bytes of slab" % (kind, rows["slab"]["kernel"]))
             for counter in ("slab_reclaimable", "slab_unreclaimable", "slab",
                             "kernel_stack", "kernel"):
@@ -115,7 +116,7 @@ def test_compare_each_kind_20mib():
                       max(abs(r["delta"]) for r in rows.values()),
                       max(abs(r.get("vmstat_delta", 0)) for r in rows.values())),
                   flush=True)
-        assert_within_bound(res, "20 MiB per kind")
+        assert_within_bound(res, "%d MiB per kind" % scaled(KIND_MIB))
         health = res["health"]
         check(health["attribution_mismatch"] == 0,
               "attribution mismatches: %s" % health)

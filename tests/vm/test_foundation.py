@@ -12,7 +12,7 @@ from osh_guest import (FAMILY, TestFailure, Workload, cg_id, cg_mkdir,  # noqa: 
                        cg_move,
                        cg_rmdir_tree, check, dmesg_mark, ensure_unloaded,
                        hooks, insmod, module_loaded, read_kv, rmmod,
-                       run_tests, shadow_cgroups, wait_for, enable_memory)
+                       run_tests, scaled, shadow_cgroups, wait_for, enable_memory)
 
 REQUIRED_HOOKS = FAMILY["free_hooks"] | {
     "kmalloc", "kmem_cache_alloc",
@@ -217,6 +217,7 @@ def test_bad_params_refused():
 
 
 def test_load_unload_under_load():
+    cycles = scaled(10, least=2)
     enable_memory("/")
     cg_rmdir_tree("churn")
     cg_mkdir("churn", memory_for_children=True)
@@ -228,7 +229,7 @@ def test_load_unload_under_load():
             load.append(__import__("subprocess").Popen(
                 ["sh", "-c", "while :; do %s --quiet %s --count 200 >/dev/null || exit 1; done"
                  % (os.environ.get("KMEMLOAD", "tests/workloads/kmemload"), kind)]))
-        for i in range(10):
+        for i in range(cycles):
             insmod()
             cg_mkdir("churn/c%d" % i)
             time.sleep(0.3)
@@ -245,10 +246,10 @@ def test_load_unload_under_load():
     log = since()
     for bad in ("WARNING:", "BUG:", "Oops", "refcount_t", "leak"):
         check(bad not in log, "%r in dmesg:\n%s" % (bad, log))
-    check(log.count("objcg_shadow: loaded") == 10,
-          "expected 10 loads in dmesg")
-    check(log.count("objcg_shadow: unloaded") == 10,
-          "expected 10 unloads in dmesg")
+    check(log.count("objcg_shadow: loaded") == cycles,
+          "expected %d loads in dmesg" % cycles)
+    check(log.count("objcg_shadow: unloaded") == cycles,
+          "expected %d unloads in dmesg" % cycles)
 
 
 if __name__ == "__main__":
