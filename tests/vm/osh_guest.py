@@ -57,6 +57,13 @@ def scaled(n, least=1):
     return max(least, int(n * SCALE))
 
 
+DEBUG_KERNEL = bool(os.environ.get("OSH_DEBUG_KERNEL"))
+
+
+class TestSkipped(Exception):
+    """A check that does not apply here; reported as SKIP with the reason."""
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -244,6 +251,8 @@ def run_tests(module_globals, prefix="vm_"):
         t0 = time.monotonic()
         try:
             fn()
+        except TestSkipped as e:
+            print("SKIP %s: %s" % (label, e), flush=True)
         except Exception as e:  # report every failure, keep going
             failed += 1
             detail = str(e) if isinstance(e, TestFailure) else \
