@@ -279,8 +279,8 @@ def test_pinned_to_node1_shows_on_node1():
     cg_mkdir("numa/n1")
     w = None
     try:
-        w = Workload(["--quiet", "--node", "1", "dentry", "--mib", "20"],
-                     cgroup="numa/n1")
+        w = Workload(["--quiet", "--node", "1", "dentry", "--mib",
+                      str(scaled(20))], cgroup="numa/n1")
         time.sleep(2.5)
         res = compare("/numa/n1")
         assert_within_bound(res, "node 1")
@@ -288,7 +288,7 @@ def test_pinned_to_node1_shows_on_node1():
         for side in ("kernel", "shadow"):
             n1 = rows["slab_reclaimable.N1"][side]
             total = rows["slab_reclaimable"][side]
-            check(total > 10 * MIB and n1 > 0.9 * total,
+            check(total > scaled(10) * MIB and n1 > 0.9 * total,
                   "%s: node 1 holds %d of %d reclaimable bytes" % (
                       side, n1, total))
     finally:
@@ -366,14 +366,15 @@ def test_task_moved_mid_workload():
     w = None
     try:
         w = Workload(["--quiet", "--migrate-to", cg_path("mv/b"), "--after",
-                      "8000", "dentry", "--count", "16000"], cgroup="mv/a")
+                      str(scaled(8000)), "dentry", "--count", str(scaled(16000))],
+                     cgroup="mv/a")
         time.sleep(2.5)
         res = compare("/mv")
         assert_within_bound(res, "migrated task")
         a = rows_of(res, "/mv/a")["slab"]
         b = rows_of(res, "/mv/b")["slab"]
         for side in ("kernel", "shadow"):
-            check(a[side] > 5 * MIB and b[side] > 5 * MIB,
+            check(a[side] > scaled(5) * MIB and b[side] > scaled(5) * MIB,
                   "%s: a=%d b=%d, both halves expected" % (side, a[side],
                                                            b[side]))
         ka = kmem_line(cg_id("mv/a"))
