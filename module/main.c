@@ -144,9 +144,12 @@ MODULE_PARM_DESC(fail_init,
 /*
  * fail_alloc_every=N fails every Nth allocation of shadow state on the
  * event path (memcg records, design state, objcgs, task states), so tests
- * can check that every failure is counted where it happens.
+ * can check that every failure is counted where it happens.  Armed once
+ * the load is done: a failure while recording what exists fails the load
+ * (fail_init=discover tests that).
  */
 static unsigned int osh_fail_alloc_every;
+static bool osh_alloc_faults_armed;
 static atomic_long_t osh_alloc_calls;
 static atomic_long_t osh_alloc_injected;
 
@@ -160,7 +163,7 @@ void *osh_zalloc(size_t size, gfp_t gfp)
 {
 	unsigned int every = READ_ONCE(osh_fail_alloc_every);
 
-	if (unlikely(every) &&
+	if (unlikely(every) && READ_ONCE(osh_alloc_faults_armed) &&
 	    atomic_long_inc_return(&osh_alloc_calls) % every == 0) {
 		atomic_long_inc(&osh_alloc_injected);
 		return NULL;
@@ -238,6 +241,7 @@ static int __init osh_init(void)
 	err_code = osh_init_step("start", osh_kmem_start());
 	if (err_code)
 		goto detach_hooks;
+	WRITE_ONCE(osh_alloc_faults_armed, true);
 	pr_info("loaded, version %s, %d design(s): %s\n", OSH_VERSION,
 		osh_nr_designs, osh_designs_param);
 	return 0;
