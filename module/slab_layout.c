@@ -45,6 +45,7 @@ static int osh_verify_cache(struct kmem_cache *s, unsigned int object_size,
 			    slab_flags_t flags)
 {
 	const struct osh_slub_cache_prefix *l = osh_cache_layout(s);
+	unsigned long want_ksize = osh_expected_ksize(l, object_size);
 	void *obj = kmem_cache_alloc(s, GFP_KERNEL);
 	int err;
 
@@ -60,8 +61,7 @@ static int osh_verify_cache(struct kmem_cache *s, unsigned int object_size,
 					      SLAB_RECLAIM_ACCOUNT) & ~flags),
 			       "kmem_cache.flags lacks flags not requested",
 			       l->flags, flags);
-	err = err ?: osh_check(l->size >= osh_expected_ksize(l, object_size) &&
-			       ksize(obj) == osh_expected_ksize(l, object_size),
+	err = err ?: osh_check(l->size >= want_ksize && ksize(obj) == want_ksize,
 			       "kmem_cache.size", l->size, ksize(obj));
 	err = err ?: osh_check(osh_obj_cache(obj) == s, "slab.slab_cache",
 			       (unsigned long)osh_obj_cache(obj),

@@ -6,7 +6,7 @@
  * the module and into the userspace unit tests.
  *
  * Concurrency: writers (cgroup lifecycle hooks, discovery, path worker)
- * serialise on tree->lock; dumps take it per record (osh_tree_grab());
+ * serialise on tree->lock; dumps take it per record (osh_tree_walk());
  * hot-path lookups by id walk the hash under rcu_read_lock().  Records are
  * freed through RCU once their last reference is gone.  The live and
  * graveyard lists are lock-only: a record moves between them, which RCU
@@ -106,9 +106,8 @@ int osh_memcg_attach(struct osh_memcg_tree *tree, u64 id, long nr_tasks);
 size_t osh_memcg_pending_paths(struct osh_memcg_tree *tree, u64 *ids,
 			       size_t max);
 
-struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree, bool freed,
-				 size_t *nr);
-void osh_tree_release(struct osh_memcg **v, size_t nr);
+int osh_tree_walk(struct osh_memcg_tree *tree, bool freed,
+		  void (*fn)(struct osh_memcg *memcg, void *arg), void *arg);
 
 struct osh_buf;
 void osh_tree_dump(struct osh_memcg_tree *tree, struct osh_buf *ob);

@@ -409,6 +409,22 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 		       vm[OSH_SLAB_RECLAIMABLE], vm[OSH_SLAB_UNRECLAIMABLE]);
 }
 
+struct osh_dump_memcgs_arg {
+	struct osh_acct *acct;
+	unsigned int d;
+	struct osh_memcg_sums *sums;
+	struct osh_buf *ob;
+};
+
+static void osh_dump_memcg_of_design(struct osh_memcg *memcg, void *arg)
+{
+	struct osh_dump_memcgs_arg *a = arg;
+
+	/* design state is published once and freed only at teardown */
+	if (READ_ONCE(memcg->design[a->d]))
+		osh_dump_memcg(a->acct, a->d, memcg, a->sums, a->ob);
+}
+
 /**
  * osh_acct_dump_memcgs() - one line per live memcg for design @d
  * @acct: accounting state
@@ -422,22 +438,10 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,
 			  unsigned int d, struct osh_buf *ob)
 {
-	struct osh_memcg_sums *sums = kmalloc(sizeof(*sums), GFP_KERNEL);
-	struct osh_memcg **v;
-	size_t nr, i;
+	struct osh_dump_memcgs_arg a = { .acct = acct, .d = d, .ob = ob };
 
-	v = osh_tree_grab(tree, false, &nr);
-	if (!sums || (!v && READ_ONCE(tree->nr_live))) {
+	a.sums = kmalloc(sizeof(*a.sums), GFP_KERNEL);
+	if (!a.sums || osh_tree_walk(tree, false, osh_dump_memcg_of_design, &a))
 		osh_buf_printf(ob, "error=ENOMEM\n");
-		goto out_release;
-	}
-	/* design state is published once and freed only at teardown */
-	for (i = 0; i < nr; i++) {
-		if (READ_ONCE(v[i]->design[d]))
-			osh_dump_memcg(acct, d, v[i], sums, ob);
-		cond_resched();
-	}
-out_release:
-	osh_tree_release(v, nr);
-	kfree(sums);
+	kfree(a.sums);
 }

@@ -352,23 +352,14 @@ size_t osh_memcg_pending_paths(struct osh_memcg_tree *tree, u64 *ids,
 	return n;
 }
 
-/**
- * osh_tree_grab() - referenced snapshot of the records, for long walks
- * @tree: the tree
- * @freed: the kept freed records too, after the live ones
- * @nr: output, number of records in the snapshot
- *
- * Walks that print or sum per record must not hold tree->lock (IRQs off)
- * across thousands of records: they take this snapshot, whose only work
- * under the lock is one reference per record, and look at each record
- * on its own.  Records created after the count are left out, as if they
- * came later.
- *
- * Return: the records (release with osh_tree_release()) or NULL with
- * *@nr 0 if the tree is empty or the array cannot be allocated.
+/*
+ * Referenced snapshot of the records: the only work under tree->lock (IRQs
+ * off) is one reference per record.  Records created after the count are
+ * left out, as if they came later.  Returns NULL with *nr 0 for an empty
+ * tree, or ERR_PTR(-ENOMEM).
  */
-struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree, bool freed,
-				 size_t *nr)
+static struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree,
+					bool freed, size_t *nr)
 {
 	struct list_head *lists[] = { &tree->live, &tree->graveyard };
 	struct osh_memcg **v, *memcg;
@@ -378,9 +369,11 @@ struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree, bool freed,
 
 	max = READ_ONCE(tree->nr_live) + (freed ? READ_ONCE(tree->nr_graveyard) : 0);
 	*nr = 0;
-	v = max ? kvmalloc_array(max, sizeof(*v), GFP_KERNEL) : NULL;
-	if (!v)
+	if (!max)
 		return NULL;
+	v = kvmalloc_array(max, sizeof(*v), GFP_KERNEL);
+	if (!v)
+		return ERR_PTR(-ENOMEM);
 	spin_lock_irqsave(&tree->lock, flags);
 	for (l = 0; l < (freed ? 2 : 1); l++) {
 		list_for_each_entry(memcg, lists[l], node) {
@@ -396,17 +389,35 @@ struct osh_memcg **osh_tree_grab(struct osh_memcg_tree *tree, bool freed,
 }
 
 /**
- * osh_tree_release() - drop a snapshot taken by osh_tree_grab()
- * @v: the records, may be NULL
- * @nr: their number
+ * osh_tree_walk() - call @fn on each record, without holding tree->lock
+ * @tree: the tree
+ * @freed: the kept freed records too, after the live ones
+ * @fn: called in process context, holding a reference on @memcg
+ * @arg: passed to @fn
+ *
+ * Walks that print or sum per record must not hold tree->lock (IRQs off)
+ * across thousands of records: they walk a referenced snapshot and
+ * reschedule between records.
+ *
+ * Return: 0, or -ENOMEM if the snapshot could not be allocated.
  */
-void osh_tree_release(struct osh_memcg **v, size_t nr)
+int osh_tree_walk(struct osh_memcg_tree *tree, bool freed,
+		  void (*fn)(struct osh_memcg *memcg, void *arg), void *arg)
 {
-	size_t i;
+	struct osh_memcg **v;
+	size_t nr, i;
 
+	v = osh_tree_grab(tree, freed, &nr);
+	if (IS_ERR(v))
+		return PTR_ERR(v);
+	for (i = 0; i < nr; i++) {
+		fn(v[i], arg);
+		cond_resched();
+	}
 	for (i = 0; i < nr; i++)
 		osh_memcg_put(v[i]);
 	kvfree(v);
+	return 0;
 }
 
 static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
@@ -428,6 +439,22 @@ static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
 	osh_buf_printf(ob, "\n");
 }
 
+struct osh_tree_dump_arg {
+	struct osh_memcg_tree *tree;
+	struct osh_buf *ob;
+};
+
+static void osh_tree_dump_locked(struct osh_memcg *memcg, void *arg)
+{
+	struct osh_tree_dump_arg *a = arg;
+	unsigned long flags;
+
+	/* the lock keeps the path from being replaced under us */
+	spin_lock_irqsave(&a->tree->lock, flags);
+	osh_dump_one(a->ob, memcg);
+	spin_unlock_irqrestore(&a->tree->lock, flags);
+}
+
 /**
  * osh_tree_dump() - one line per record: live ones, then kept freed ones
  * @tree: the tree
@@ -435,23 +462,10 @@ static void osh_dump_one(struct osh_buf *ob, const struct osh_memcg *memcg)
  */
 void osh_tree_dump(struct osh_memcg_tree *tree, struct osh_buf *ob)
 {
-	struct osh_memcg **v;
-	unsigned long flags;
-	size_t nr, i;
+	struct osh_tree_dump_arg a = { .tree = tree, .ob = ob };
 
-	v = osh_tree_grab(tree, true, &nr);
-	if (!v && READ_ONCE(tree->nr_live) + READ_ONCE(tree->nr_graveyard)) {
+	if (osh_tree_walk(tree, true, osh_tree_dump_locked, &a))
 		osh_buf_printf(ob, "error=ENOMEM\n");
-		return;
-	}
-	for (i = 0; i < nr; i++) {
-		/* the lock keeps the path from being replaced under us */
-		spin_lock_irqsave(&tree->lock, flags);
-		osh_dump_one(ob, v[i]);
-		spin_unlock_irqrestore(&tree->lock, flags);
-		cond_resched();
-	}
-	osh_tree_release(v, nr);
 }
 
 /**

@@ -12,6 +12,7 @@
 #include <linux/minmax.h>
 #include <linux/bug.h>
 #include <linux/errno.h>
+#include <linux/err.h>
 #include <linux/string.h>
 #include <linux/slab.h>
 #include <linux/sched.h>

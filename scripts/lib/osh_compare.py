@@ -53,6 +53,11 @@ def _shadow_sum(sh, design, ids, field, node=None):
     return total
 
 
+def _rel(cgdir, cgroupfs) -> str:
+    """A cgroup directory as the path cgroup files print ("/a/b")."""
+    return "/" + os.path.relpath(cgdir, cgroupfs).lstrip(".")
+
+
 def _degraded(sh, design, dirs, cgroupfs) -> dict:
     """What the shadow could not track (its allocations failed): memcgs
     without design state or with objcgs missing, whose charges went to an
@@ -70,8 +75,7 @@ def _degraded(sh, design, dirs, cgroupfs) -> dict:
             if k is None or int(k.get("objcg_alloc_failed", 0)):
                 ids.add(cid)
     if int(sh.stats.get("record_alloc_failed", 0)):
-        paths = ["/" + os.path.relpath(d, cgroupfs).lstrip(".")
-                 for cid, d in dirs.items()
+        paths = [_rel(d, cgroupfs) for cid, d in dirs.items()
                  if cid not in sh.cgroups and d != cgroupfs]
     return {"ids": ids, "paths": paths}
 
@@ -90,7 +94,7 @@ def collect(sh: osh_state.Shadow, design: str, cgroupfs: str,
         cgdir = dirs[cid]
         if not os.path.exists(os.path.join(cgdir, "memory.stat")):
             continue            # the root has no memory.stat in 6.1
-        rel = "/" + os.path.relpath(cgdir, cgroupfs).lstrip(".")
+        rel = _rel(cgdir, cgroupfs)
         if under and not (rel == under or rel.startswith(under.rstrip("/") + "/")):
             continue
         ids = sh.subtree(cid)

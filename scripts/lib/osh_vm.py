@@ -856,7 +856,7 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
         ensure_mttcg_qemu()
     k = resolve_kernel(kernel)
     if mem is None:
-        mem = k.family.guest_mem if k.family else 1536
+        mem = (k.family or osh_kernels.Family).guest_mem
     if build_first:
         build(k, verbose)
     if load:
