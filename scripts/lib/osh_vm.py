@@ -177,7 +177,7 @@ def ensure_mttcg_qemu() -> None:
         raise VMError(f"--mttcg needs QEMU {MTTCG_QEMU_MAJOR} (installed: "
                       f"{qemu_major()}); run as root to install it from "
                       "bookworm-backports", code=2)
-    with _cache_lock("qemu"):
+    with _cache_lock("apt"):
         if qemu_major() >= MTTCG_QEMU_MAJOR:
             return
         progress(f"installing QEMU {MTTCG_QEMU_MAJOR} from bookworm-backports for "
@@ -201,18 +201,24 @@ def ensure_mttcg_qemu() -> None:
 
 
 def ensure_packages(pkgs: list[str]) -> None:
-    """Install the Debian packages of `pkgs` that are missing."""
-    missing = [p for p in pkgs if not _pkg_installed(p)]
-    if not missing:
+    """Install the Debian packages of `pkgs` that are missing.  Concurrent
+    runs (make check's guests) wait for each other: apt's own lock makes
+    the second one fail instead (seen on a fresh machine)."""
+    if all(_pkg_installed(p) for p in pkgs):
         return
-    if os.geteuid() != 0:
-        raise VMError("missing Debian packages: %s (run as root, or install them: "
-                      "apt-get install %s)" % (" ".join(missing), " ".join(missing)))
-    progress("installing missing Debian packages: %s..." % " ".join(missing))
-    apt_update()
-    r = _apt(["install", "-y", "--no-install-recommends", *missing])
-    if r.returncode != 0:
-        raise VMError("apt-get install %s failed" % " ".join(missing), detail=r.stdout)
+    with _cache_lock("apt"):
+        missing = [p for p in pkgs if not _pkg_installed(p)]
+        if not missing:
+            return
+        if os.geteuid() != 0:
+            raise VMError("missing Debian packages: %s (run as root, or install them: "
+                          "apt-get install %s)" % (" ".join(missing), " ".join(missing)))
+        progress("installing missing Debian packages: %s..." % " ".join(missing))
+        apt_update()
+        r = _apt(["install", "-y", "--no-install-recommends", *missing])
+        if r.returncode != 0:
+            raise VMError("apt-get install %s failed" % " ".join(missing),
+                          detail=r.stdout)
 
 
 def pyplot():
