@@ -207,6 +207,33 @@ static void test_dump_measures_truncation(void)
 	osh_tree_destroy(&tree);
 }
 
+/*
+ * A dump whose snapshot cannot be allocated says so, and a dump takes
+ * and drops one reference per record: refs read the same before and after.
+ */
+static void test_dump_snapshot_failure_shown(void)
+{
+	long long refs_before;
+	struct osh_buf ob;
+	char buf[512];
+	char *text;
+
+	build_abc();
+	text = dump();
+	refs_before = field(text, 10, "refs");
+	CHECK(refs_before >= 0);
+	free(text);
+	osh_shim_fail_alloc_in = 1;
+	osh_buf_init(&ob, buf, sizeof(buf));
+	osh_tree_dump(&tree, &ob);
+	CHECK(!strcmp(buf, "error=ENOMEM\n"));
+	text = dump();
+	CHECK_EQ(field(text, 10, "refs"), refs_before);
+	CHECK(has_line(text, "id=11 "));
+	free(text);
+	osh_tree_destroy(&tree);
+}
+
 static const struct osh_test tests[] = {
 	{ "tree_create_lookup_parent", test_create_lookup_parent },
 	{ "tree_observe_is_idempotent", test_observe_is_idempotent },
@@ -216,6 +243,7 @@ static const struct osh_test tests[] = {
 	{ "tree_attach_counts", test_attach_counts },
 	{ "tree_alloc_failure_counted", test_alloc_failure_counted },
 	{ "tree_dump_measures_truncation", test_dump_measures_truncation },
+	{ "tree_dump_snapshot_failure_shown", test_dump_snapshot_failure_shown },
 };
 
 OSH_TEST_MAIN(tests)

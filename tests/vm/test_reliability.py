@@ -17,7 +17,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 from osh_guest import (REFERENCE, Workload, cg_id, cg_mkdir,  # noqa: E402
                        cg_path, cg_rmdir_tree, check, dmesg_mark,
                        enable_memory, ensure_unloaded, insmod, module_loaded,
-                       read_kv, read_records, run_tests, shadow_cgroups, sh)
+                       read_kv, read_records, run_tests, scaled, shadow_cgroups,
+                       sh)
 import osh_compare  # noqa: E402
 import osh_state  # noqa: E402
 
@@ -139,7 +140,7 @@ def test_memcgs_dead_before_load_are_dying_and_never_charged():
               "reparent_ops=%s for %d dying memcgs" % (ev["reparent_ops"], len(ids)))
         # kmem next to them while they are dying
         cg_mkdir("dead/after")
-        Workload(["--quiet", "dentry", "--count", "20000"],
+        Workload(["--quiet", "dentry", "--count", str(scaled(20000, least=2000))],
                  cgroup="dead/after").release()
         for r in read_records("kmem"):
             if int(r["id"]) in ids.values():
@@ -169,7 +170,7 @@ def test_cgroup_v1_hierarchy_changes_nothing():
         # created after load: compare judges what the shadow saw born
         cg_mkdir("v2side", memory_for_children=True)
         cg_mkdir("v2side/a")
-        w = Workload(["--quiet", "dentry", "--count", "5000"],
+        w = Workload(["--quiet", "dentry", "--count", str(scaled(5000, least=1000))],
                      cgroup="v2side/a")
         time.sleep(0.5)     # the path worker names the new records
         before = {k: (v["path"], v["state"], v["tasks_attached"], v["attach_ops"])
@@ -223,8 +224,8 @@ def test_cpu_hotplug_during_load():
         insmod()
         cg_mkdir("hotplug", memory_for_children=True)
         cg_mkdir("hotplug/a")
-        w = Workload(["--quiet", "--cpu", "1", "mix", "--count", "4000"],
-                     cgroup="hotplug/a")
+        w = Workload(["--quiet", "--cpu", "1", "mix", "--count",
+                      str(scaled(4000, least=1000))], cgroup="hotplug/a")
         _cpu_online(1, False)
         ev = read_kv("stats")
         check(ev["cpus_died"] == 1, "cpus_died=%s after offlining CPU 1" %
@@ -236,8 +237,8 @@ def test_cpu_hotplug_during_load():
         ev = read_kv("stats")
         check(ev["cpus_onlined"] == 1, "cpus_onlined=%s after onlining CPU 1" %
               ev["cpus_onlined"])
-        Workload(["--quiet", "--cpu", "1", "mix", "--count", "2000"],
-                 cgroup="hotplug/a").release()
+        Workload(["--quiet", "--cpu", "1", "mix", "--count",
+                  str(scaled(2000, least=500))], cgroup="hotplug/a").release()
         compare_holds("/hotplug", "after CPU 1 came back")
     finally:
         if os.path.exists("/sys/devices/system/cpu/cpu1/online"):
@@ -375,7 +376,8 @@ def test_cgroups_churn_while_reading():
 
 def test_injected_allocation_failures_counted():
     """fail_alloc_every=7 fails every 7th allocation of shadow state while
-    60 cgroups are made and a task allocates in each: every injected
+    60 cgroups (OSH_SCALE: at least 30) are made and a task allocates in
+    each: every injected
     failure is counted where it happened, compare holds for every cgroup
     the shadow tracked in full, and marks the others degraded."""
     every = 7
@@ -386,7 +388,7 @@ def test_injected_allocation_failures_counted():
     held = []
     try:
         insmod("fail_alloc_every=%d" % every)
-        for i in range(60):
+        for i in range(scaled(60, least=30)):
             cg_mkdir("faults/c%d" % i)
             held.append(Workload(["mix", "--count", "200"], "faults/c%d" % i))
         ev = read_kv("stats")
