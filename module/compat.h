@@ -16,6 +16,8 @@
  *   OSH_SYM_*  names of probed functions that were renamed
  *   struct osh_slub_slab_prefix, osh_kernel_obj_objcg(), osh_memcg_kmem_on(),
  *   osh_kernel_obj_stock_busy()  private layouts, checked at load time
+ *   osh_kernel_stock_slots(), osh_kernel_objcg_node()  the kernel's stock
+ *	at load, for the design that reproduces it (7.3; none elsewhere)
  */
 #ifndef OBJCG_SHADOW_COMPAT_H
 #define OBJCG_SHADOW_COMPAT_H
@@ -127,6 +129,22 @@ static inline bool osh_observed_slot_drained(struct pt_regs *regs)
 static inline unsigned int osh_observed_busy_slots(void *work)
 {
 	return 0;
+}
+#endif
+
+#ifndef OSH_HAVE_KERNEL_STOCK_SLOTS
+/* One slot (6.1, 6.12): a stale objcg there costs the shadow one drain. */
+static inline unsigned int osh_kernel_stock_slots(struct obj_cgroup **objcgs,
+						  unsigned int max,
+						  unsigned int *victim)
+{
+	return 0;
+}
+
+static inline int osh_kernel_objcg_node(struct mem_cgroup *memcg,
+					struct obj_cgroup *objcg)
+{
+	return -1;
 }
 #endif
 

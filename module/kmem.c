@@ -782,6 +782,55 @@ static int osh_cpu_dead(unsigned int cpu)
 	return 0;
 }
 
+/* The shadow's objcg for a kernel one in a stock slot (see osh_acct_seed_stock()). */
+static struct osh_objcg *osh_seed_objcg(struct obj_cgroup *kobjcg)
+{
+	struct mem_cgroup *memcg;
+	struct osh_memcg *shadow;
+	struct osh_objcg *objcg;
+	int node;
+
+	if (!kobjcg)
+		return NULL;
+	memcg = READ_ONCE(kobjcg->memcg);
+	node = memcg ? osh_kernel_objcg_node(memcg, kobjcg) : -1;
+	shadow = node >= 0 ? osh_memcg_lookup(&osh_tree,
+					      cgroup_id(memcg->css.cgroup)) : NULL;
+	objcg = shadow ? osh_objcg_tryget_active(&osh_acct, osh_reference,
+						 shadow, node) : NULL;
+	return objcg ?: ERR_PTR(-ENOENT);
+}
+
+/*
+ * On each CPU, IRQs off, before events are accounted: the reference
+ * design's stock starts as the kernel's stands (7.3's five slots and its
+ * round-robin victim), so that both evict on the same turns.
+ */
+static void osh_seed_stock_cpu(void *unused)
+{
+	struct obj_cgroup *kobjcg[OSH_STOCK_MAX_SLOTS];
+	struct osh_objcg *held[OSH_STOCK_MAX_SLOTS];
+	unsigned int victim, n, i;
+	struct osh_cpu_ctx *ctx;
+	unsigned long flags;
+
+	n = osh_kernel_stock_slots(kobjcg, ARRAY_SIZE(kobjcg), &victim);
+	if (!n)
+		return;
+	ctx = osh_enter(&flags);
+	if (!ctx)
+		return;
+	rcu_read_lock();
+	for (i = 0; i < n; i++)
+		held[i] = osh_seed_objcg(kobjcg[i]);
+	rcu_read_unlock();
+	if (!osh_acct_seed_stock(&osh_acct, osh_reference, ctx, victim, held, n))
+		for (i = 0; i < n; i++)
+			if (!IS_ERR_OR_NULL(held[i]))
+				osh_objcg_put(held[i]);
+	osh_leave(ctx, flags);
+}
+
 /**
  * osh_kmem_start() - start accounting once every memcg has a record
  *
@@ -807,6 +856,8 @@ int osh_kmem_start(void)
 		return ret;
 	}
 	osh_cpuhp_dead = ret;
+	if (osh_reference >= 0)
+		on_each_cpu(osh_seed_stock_cpu, NULL, 1);
 	WRITE_ONCE(osh_kmem_ready, true);
 	return 0;
 }

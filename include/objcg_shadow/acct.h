@@ -136,6 +136,8 @@ struct osh_dcounters {
 	unsigned long uncharge_pages;
 	unsigned long vmstat_flushes;	/* per-memcg vmstat updates */
 	unsigned long remote_objcg_cpu;	/* objcg node != CPU node */
+	unsigned long seeded_slots;	/* taken at load from the kernel's stock */
+	unsigned long seeded_foreign;	/* of which the shadow had no objcg */
 	unsigned long remote_objcg_page; /* objcg node != object's page node */
 	unsigned long root_bypass;	/* no objcg: task in the root memcg */
 	unsigned long task_refresh;	/* task cache refreshed */
@@ -259,6 +261,9 @@ void osh_acct_destroy(struct osh_acct *acct, void (*free_fn)(void *));
 void osh_acct_cpu_init(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 		       int cpu, int node);
 void osh_acct_drain_cpu(struct osh_acct *acct, struct osh_cpu_ctx *ctx);
+bool osh_acct_seed_stock(struct osh_acct *acct, unsigned int d,
+			 struct osh_cpu_ctx *ctx, unsigned int victim,
+			 struct osh_objcg *const *held, unsigned int nr);
 void osh_acct_cpu_dead(struct osh_acct *acct, struct osh_cpu_ctx *ctx);
 void osh_acct_cpu_online(struct osh_cpu_ctx *ctx, int node);
 void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree);

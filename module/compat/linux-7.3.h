@@ -108,6 +108,43 @@ static inline int osh_compat_init(void)
 	return osh_kernel_obj_stock ? 0 : -ENOENT;
 }
 
+/*
+ * This CPU's obj stock as it stands: the objcg of each slot and the next
+ * round-robin victim.  Called with IRQs off on the CPU; 0 if we
+ * interrupted a holder of the stock (it is mid-update).
+ */
+#define OSH_HAVE_KERNEL_STOCK_SLOTS	1
+static inline unsigned int osh_kernel_stock_slots(struct obj_cgroup **objcgs,
+						  unsigned int max,
+						  unsigned int *victim)
+{
+	const struct osh_obj_stock_pcp *stock;
+	unsigned int i, n;
+
+	if (!osh_kernel_obj_stock)
+		return 0;
+	stock = this_cpu_ptr(osh_kernel_obj_stock);
+	n = ARRAY_SIZE(stock->cached);
+	if (READ_ONCE(stock->lock_acquired) || n > max)
+		return 0;
+	for (i = 0; i < n; i++)
+		objcgs[i] = READ_ONCE(stock->cached[i]);
+	*victim = READ_ONCE(stock->index);
+	return n;
+}
+
+/* The node whose active objcg @objcg is in @memcg, or -1 (a reparented one). */
+static inline int osh_kernel_objcg_node(struct mem_cgroup *memcg,
+					struct obj_cgroup *objcg)
+{
+	int nid;
+
+	for_each_node(nid)
+		if (rcu_access_pointer(memcg->nodeinfo[nid]->objcg) == objcg)
+			return nid;
+	return -1;
+}
+
 /* drain_obj_stock_slot(stock, i): a drain only if the slot holds an objcg */
 static inline bool osh_observed_slot_drained(struct pt_regs *regs)
 {

@@ -194,6 +194,7 @@ static const struct {
 	OSH_DCOUNTER(task_state_missing),
 	OSH_DCOUNTER(page_allocs), OSH_DCOUNTER(page_frees),
 	OSH_DCOUNTER(stock_takes), OSH_DCOUNTER(stock_busy),
+	OSH_DCOUNTER(seeded_slots), OSH_DCOUNTER(seeded_foreign),
 };
 
 /**

@@ -17,6 +17,13 @@
 #define OSH_RR_BYTES_MAX	U16_MAX
 #define OSH_RR_STAT_MAX		S16_MAX
 
+/*
+ * What a seeded slot holds when the kernel's slot held an objcg the shadow
+ * cannot name (of a memcg dead before load, say): it matches no charge and
+ * its eviction moves no bytes, as the kernel's does for the shadow.
+ */
+static struct osh_objcg osh_rr_foreign;
+
 static int osh_rr_find(struct osh_acct *acct, unsigned int d,
 		       const struct osh_stock *stock,
 		       const struct osh_objcg *objcg)
@@ -76,6 +83,10 @@ static void osh_rr_drain_slot(struct osh_acct *acct, unsigned int d,
 
 	if (!old)
 		return;
+	if (old == &osh_rr_foreign) {
+		slot->objcg = NULL;
+		return;
+	}
 	if (slot->nr_bytes) {
 		unsigned int nr_pages = slot->nr_bytes >> PAGE_SHIFT;
 
@@ -253,4 +264,49 @@ void osh_stock_rr_drain_all(struct osh_acct *acct, unsigned int d,
 			osh_rr_drain_slot(acct, d, ctx, stock, i);
 		}
 	}
+}
+
+/**
+ * osh_acct_seed_stock() - start a CPU's stock where the kernel's stands
+ * @acct: accounting state
+ * @d: design index: a round-robin stock of as many slots as the kernel's
+ * @ctx: this CPU's context, whose stock of @d is still empty
+ * @victim: the kernel's next round-robin victim
+ * @held: per kernel slot: NULL if empty, else the shadow's objcg for it
+ *	(a reference, handed over) or ERR_PTR(-ENOENT) if it has none
+ * @nr: number of kernel slots
+ *
+ * The kernel's stock holds objcgs from before load; a shadow that starts
+ * empty takes free slots where the kernel evicts, and from then on evicts
+ * on other turns than the kernel for as long as the workload cycles more
+ * objcgs than there are slots.  Slots start empty of bytes: those were
+ * charged before load.
+ *
+ * Return: true if seeded; on false the caller still owns the references.
+ */
+bool osh_acct_seed_stock(struct osh_acct *acct, unsigned int d,
+			 struct osh_cpu_ctx *ctx, unsigned int victim,
+			 struct osh_objcg *const *held, unsigned int nr)
+{
+	struct osh_stock *stock = &ctx->stock[d];
+	unsigned int i;
+
+	if (d >= acct->nr_designs ||
+	    acct->designs[d].stock_kind != OSH_STOCK_ROUND_ROBIN ||
+	    acct->designs[d].stock_slots != nr || victim >= nr)
+		return false;
+	for (i = 0; i < nr; i++)
+		if (stock->slot[i].objcg)
+			return false;
+	for (i = 0; i < nr; i++) {
+		if (IS_ERR(held[i])) {
+			stock->slot[i].objcg = &osh_rr_foreign;
+			ctx->cnt[d].seeded_foreign++;
+		} else if (held[i]) {
+			stock->slot[i].objcg = held[i];
+			ctx->cnt[d].seeded_slots++;
+		}
+	}
+	stock->drain_idx = victim;
+	return true;
 }

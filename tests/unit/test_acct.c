@@ -464,6 +464,62 @@ static void test_rr_five_slots_then_round_robin(void)
 	fx_teardown();
 }
 
+/*
+ * A stock seeded from the kernel's (at load): the kernel's objcgs keep
+ * their slots, slots of objcgs the shadow cannot name are evicted like
+ * any other without moving bytes, and the next victim is the kernel's.
+ */
+static void test_rr_seeded_stock_evicts_as_the_kernel(void)
+{
+	struct osh_memcg *m10, *m11;
+	struct osh_objcg *held[5];
+	struct osh_dcounters c;
+	u64 id;
+
+	fx_setup("v7.3");
+	m10 = fx_memcg(10, 1, 1);
+	m11 = fx_memcg(11, 1, 1);
+	for (id = 12; id < 15; id++)
+		fx_memcg(id, 1, 1);
+	held[0] = osh_objcg_tryget_active(&fx.acct, 0, m10, 0);
+	held[1] = ERR_PTR(-ENOENT);
+	held[2] = NULL;
+	held[3] = ERR_PTR(-ENOENT);
+	held[4] = osh_objcg_tryget_active(&fx.acct, 0, m11, 0);
+	CHECK(held[0] && held[4]);
+	CHECK(!osh_acct_seed_stock(&fx.acct, 0, fx_cpu(0), 5, held, 5));
+	CHECK(!osh_acct_seed_stock(&fx.acct, 0, fx_cpu(0), 3, held, 4));
+	CHECK(osh_acct_seed_stock(&fx.acct, 0, fx_cpu(0), 3, held, 5));
+	/* only an empty stock is seeded */
+	CHECK(!osh_acct_seed_stock(&fx.acct, 0, fx_cpu(0), 3, held, 5));
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.seeded_slots, 2);
+	CHECK_EQ(c.seeded_foreign, 2);
+	/* 10 keeps slot 0, 12 takes the empty slot 2: no eviction */
+	CHECK_EQ(fx_alloc(0, 10, 0x10000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 12, 0x12000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_objcg, 0);
+	CHECK_EQ(c.stock_takes, 1);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 100);
+	/* 13 evicts the kernel's victim, slot 3 (foreign); 14 then slot 4 (11) */
+	CHECK_EQ(fx_alloc(0, 13, 0x13000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_objcg, 1);
+	CHECK_EQ(c.uncharge_ops, 0);
+	CHECK_EQ(fx_alloc(0, 14, 0x14000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	osh_acct_sum_counters(&fx.acct, 0, &c);
+	CHECK_EQ(c.drain_objcg, 2);
+	CHECK_EQ(fx_stat(11, 0, "charged_bytes"), 0);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), PG - 100);
+	CHECK_EQ(fx_stat(12, 0, "stock_bytes"), PG - 100);
+	/* the next victim wraps to slot 0 (10), then slot 1 (foreign) */
+	CHECK_EQ(fx_alloc(0, 11, 0x11000, 100, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "stock_bytes"), 0);
+	CHECK_EQ(fx_stat(10, 0, "charged_bytes"), PG - 100);
+	fx_teardown();
+}
+
 static void test_rr_differs_from_lru(void)
 {
 	struct osh_dcounters rr, lru;
@@ -713,6 +769,8 @@ static const struct osh_test tests[] = {
 	{ "acct_random_conservation_all_designs", test_random_conservation_all_designs },
 	{ "acct_random_conservation_73", test_random_conservation_73 },
 	{ "acct_rr_five_slots_then_round_robin", test_rr_five_slots_then_round_robin },
+	{ "acct_rr_seeded_stock_evicts_as_the_kernel",
+	  test_rr_seeded_stock_evicts_as_the_kernel },
 	{ "acct_rr_differs_from_lru", test_rr_differs_from_lru },
 	{ "acct_rr_stats_batch_per_cpu", test_rr_stats_batch_per_cpu },
 	{ "acct_rr_busy_stock_writes_through", test_rr_busy_stock_writes_through },
