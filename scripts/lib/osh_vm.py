@@ -685,6 +685,21 @@ def qemu_command(kernel: Kernel, boot_image: Path, initramfs: Path, *, cpus: int
     return cmd
 
 
+# A guest that has not started CMD by then is stuck in firmware or boot.
+# The slowest boot seen: 42 s (the debug kernel beside another guest).
+BOOT_LIMIT = 300.0
+
+
+def _wait_past_boot(proc, con, limit: float) -> bool:
+    """Wait until CMD began or QEMU exited; True if `limit` passed first."""
+    t0 = time.monotonic()
+    while proc.poll() is None and con.phase == "boot":
+        if time.monotonic() - t0 > limit:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _write_ctl(ctl: Path, cmd: list[str], nonce: str, load: bool, params: list[str],
                env: dict[str, str], module: str) -> None:
     ctl.mkdir(parents=True, exist_ok=True)
@@ -727,6 +742,9 @@ class _Console:
 
     def start(self) -> None:
         self.thread.start()
+
+    def last_line(self) -> str:
+        return self.hidden[-1] if self.hidden else ""
 
     def _show(self, text: str, to_stdout: bool) -> None:
         f = sys.stdout if to_stdout else sys.stderr
@@ -902,26 +920,41 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
     if verbose:
         log("qemu command: " + shlex.join(qcmd))
 
-    progress(f"booting guest ({cpus} vCPU{'s' if cpus != 1 else ''}, {nodes} node"
-             f"{'s' if nodes != 1 else ''}, {mem} MiB, kernel {k.version})...")
-    t_boot = time.monotonic()
-    proc = subprocess.Popen(qcmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    con = _Console(proc.stdout, nonce, verbose, out_dir / "console.log", t_boot)
-    con.start()
-    timed_out = interrupted = False
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        con.thread.join(timeout=10)
+    for attempt in (1, 2):
+        progress(f"booting guest ({cpus} vCPU{'s' if cpus != 1 else ''}, {nodes} node"
+                 f"{'s' if nodes != 1 else ''}, {mem} MiB, kernel {k.version})...")
+        t_boot = time.monotonic()
+        proc = subprocess.Popen(qcmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        con = _Console(proc.stdout, nonce, verbose, out_dir / "console.log", t_boot)
+        con.start()
+        timed_out = interrupted = stuck = False
+        try:
+            stuck = _wait_past_boot(proc, con, min(timeout, BOOT_LIMIT))
+            if not stuck:
+                proc.wait(timeout=max(1.0, timeout - (time.monotonic() - t_boot)))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            con.thread.join(timeout=10)
+        if not stuck or con.bad:
+            timed_out = timed_out or stuck
+            break
+        if attempt == 2 or BOOT_LIMIT >= timeout:
+            timed_out = True
+            break
+        # the module is not loaded before CMD: a boot that hangs is QEMU's
+        # or the kernel's, not a result (seen: QEMU 10's multi-threaded TCG
+        # once sat idle after SeaBIOS with every vCPU thread waiting)
+        log(f"the guest did not reach CMD in {BOOT_LIMIT:.0f}s (last console line: "
+            f"{con.last_line()!r}); booting it once more")
+        timeout -= time.monotonic() - t_boot
     t_done = time.monotonic()
 
     reasons: list[str] = []
