@@ -943,17 +943,18 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             con.thread.join(timeout=10)
-        if not stuck or con.bad:
-            timed_out = timed_out or stuck
+        if not stuck:
             break
         if attempt == 2 or BOOT_LIMIT >= timeout:
             timed_out = True
             break
         # the module is not loaded before CMD: a boot that hangs is QEMU's
-        # or the kernel's, not a result (seen: QEMU 10's multi-threaded TCG
-        # once sat idle after SeaBIOS with every vCPU thread waiting)
+        # or the kernel's, not a result (seen with QEMU 10's multi-threaded
+        # TCG: idle after SeaBIOS with every vCPU thread waiting; a boot
+        # kworker blocked for 120 s), whatever it printed meanwhile
         log(f"the guest did not reach CMD in {BOOT_LIMIT:.0f}s (last console line: "
-            f"{con.last_line()!r}); booting it once more")
+            f"{con.last_line()!r}" + (f"; it reported {con.bad[0].strip()!r}" if con.bad
+                                      else "") + "); booting it once more")
         timeout -= time.monotonic() - t_boot
     t_done = time.monotonic()
 
