@@ -6,6 +6,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/jump_label.h>
 #include <linux/kprobes.h>
 #include <linux/percpu.h>
 #include <linux/sched/signal.h>
@@ -68,6 +69,16 @@ static void osh_hit(struct osh_hook *hook)
 	this_cpu_inc(*hook->hits);
 }
 
+/* probes_only=1: every hook is attached, its handler only counts the hit */
+static DEFINE_STATIC_KEY_FALSE(osh_probes_only);
+
+/* Counts the hit; true if the handler is to do nothing more. */
+static bool osh_hit_only(struct osh_hook *hook)
+{
+	osh_hit(hook);
+	return static_branch_unlikely(&osh_probes_only);
+}
+
 static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
 {
 	struct kretprobe *krp = container_of(kp, struct kretprobe, kp);
@@ -94,6 +105,10 @@ static int osh_kp_irqs_off(struct kprobe *kp, struct pt_regs *regs)
 	unsigned long flags;
 	int ret;
 
+	if (static_branch_unlikely(&osh_probes_only)) {
+		osh_hit(hook);
+		return 0;
+	}
 	local_irq_save(flags);
 	ret = hook->pre(kp, regs);
 	local_irq_restore(flags);
@@ -113,16 +128,25 @@ static int osh_krp_call_irqs_off(kretprobe_handler_t handler,
 	return ret;
 }
 
+/* probes_only=1 keeps the instance: the return trampoline is a probe cost */
 static int osh_krp_entry_irqs_off(struct kretprobe_instance *ri,
 				  struct pt_regs *regs)
 {
+	if (static_branch_unlikely(&osh_probes_only))
+		return 0;
 	return osh_krp_call_irqs_off(osh_kretprobe_hook(ri)->entry, ri, regs);
 }
 
 static int osh_krp_ret_irqs_off(struct kretprobe_instance *ri,
 				struct pt_regs *regs)
 {
-	return osh_krp_call_irqs_off(osh_kretprobe_hook(ri)->ret, ri, regs);
+	struct osh_hook *hook = osh_kretprobe_hook(ri);
+
+	if (static_branch_unlikely(&osh_probes_only)) {
+		osh_hit(hook);
+		return 0;
+	}
+	return osh_krp_call_irqs_off(hook->ret, ri, regs);
 }
 
 static u64 osh_css_id(struct cgroup_subsys_state *css)
@@ -136,7 +160,8 @@ static void osh_tp_kmalloc(void *data, unsigned long call_site,
 			   const void *ptr, size_t bytes_req,
 			   size_t bytes_alloc, gfp_t gfp_flags, int node)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	if (unlikely(!ptr)) {
 		OSH_EVENT_INC(kmem_alloc_failed);
 		return;
@@ -151,7 +176,8 @@ static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
 				    const void *ptr, struct kmem_cache *s,
 				    gfp_t gfp_flags, int node)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	if (unlikely(!ptr)) {
 		OSH_EVENT_INC(kmem_alloc_failed);
 		return;
@@ -164,14 +190,16 @@ static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
 #if !OSH_FREE_VIA_MEMCG_HOOK
 static void osh_tp_kfree(void *data, unsigned long call_site, const void *ptr)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	osh_kmem_slab_free(ptr);
 }
 
 static void osh_tp_kmem_cache_free(void *data, unsigned long call_site,
 				   const void *ptr, const struct kmem_cache *s)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	osh_kmem_slab_free(ptr);
 }
 #endif
@@ -226,7 +254,8 @@ static void osh_tp_cgroup_path(void *data, struct cgroup *cgrp,
 	u64 id = cgroup_id(cgrp);
 	bool known;
 
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	/* kernfs ids are per hierarchy: a v1 cgroup's id may be a memcg's */
 	if (cgrp->root != &cgrp_dfl_root)
 		return;
@@ -242,7 +271,8 @@ static void osh_tp_cgroup_path(void *data, struct cgroup *cgrp,
 static void osh_tp_cgroup_rmdir(void *data, struct cgroup *cgrp,
 				const char *path)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 }
 
 static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
@@ -254,7 +284,8 @@ static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
 	long nr = threadgroup ? get_nr_threads(task) : 1;
 	u64 id;
 
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	/* a move within a v1 hierarchy leaves the memory css as it was */
 	if (dst_cgrp->root != &cgrp_dfl_root)
 		return;
@@ -272,14 +303,16 @@ static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
 static void osh_tp_sched_process_fork(void *data, struct task_struct *parent,
 				      struct task_struct *child)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	osh_kmem_task_forked(child);
 }
 
 /* Without mem_cgroup_exit() (6.1) the task state goes at exit. */
 static void osh_tp_sched_process_task(void *data, struct task_struct *p)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	if (!OSH_HAVE_MEM_CGROUP_EXIT)
 		osh_kmem_task_gone(p);
 }
@@ -296,7 +329,8 @@ static void osh_tp_sched_process_exit(void *data, struct task_struct *p,
 
 static void osh_tp_sched_process_free(void *data, struct task_struct *p)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	osh_kmem_task_gone(p);
 }
 
@@ -578,7 +612,8 @@ static void osh_observe_kmem(long nr)
 static void osh_tp_mod_memcg_state(void *data, struct mem_cgroup *memcg,
 				   int item, long val)
 {
-	osh_hit(data);
+	if (osh_hit_only(data))
+		return;
 	if (item == MEMCG_KMEM)
 		osh_observe_kmem(val);
 }
@@ -826,16 +861,23 @@ static bool osh_hook_off(const struct osh_hook *hook)
  * @observe: also attach the hooks that only observe the kernel's stock
  *	     operations (the fidelity check); they cost a kprobe hit per
  *	     kmem page charge and per stock drain
+ * @probes_only: the handlers only count their hits (no accounting): what
+ *		 the probes cost by themselves, and a load that tells a
+ *		 fault of the probes from one of the handlers
  *
  * A required hook that cannot be attached makes the whole call fail with
  * nothing left attached; an optional one is logged and reported absent.
  *
  * Return: 0 or the error of the first required hook that failed.
  */
-int osh_hooks_attach(bool observe)
+int osh_hooks_attach(bool observe, bool probes_only)
 {
 	size_t i;
 	int err;
+
+	/* before any hook is attached: no handler sees it change */
+	if (probes_only)
+		static_branch_enable(&osh_probes_only);
 
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
 		osh_hooks[i].hits = alloc_percpu(unsigned long);

@@ -26,6 +26,7 @@ static unsigned int osh_objmap_bits = 17;
 static unsigned int osh_pagemap_bits = 12;
 static unsigned int osh_taskmap_bits;
 static unsigned int osh_observe = 1;
+static unsigned int osh_probes_only;
 
 static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
 			      unsigned int lo, unsigned int hi)
@@ -57,6 +58,7 @@ OSH_UINT_RANGE_PARAM_OPS(objmap_bits, 8, 24);
 OSH_UINT_RANGE_PARAM_OPS(pagemap_bits, 6, 22);
 OSH_UINT_RANGE_PARAM_OPS(taskmap_bits, 0, 22);
 OSH_UINT_RANGE_PARAM_OPS(observe, 0, 1);
+OSH_UINT_RANGE_PARAM_OPS(probes_only, 0, 1);
 
 static int osh_designs_set(const char *val, const struct kernel_param *kp)
 {
@@ -103,6 +105,9 @@ MODULE_PARM_DESC(taskmap_bits,
 module_param_cb(observe, &osh_observe_ops, &osh_observe, 0444);
 MODULE_PARM_DESC(observe,
 		 "1: count the kernel's own stock operations for the fidelity check (default); 0: skip those kprobes");
+module_param_cb(probes_only, &osh_probes_only_ops, &osh_probes_only, 0444);
+MODULE_PARM_DESC(probes_only,
+		 "1: attach every hook but only count its hits, no accounting (the probes' own cost; whether a fault is the probes' or the handlers'); 0: default");
 
 /*
  * fail_init=STEP makes that step of the load fail with -ENOMEM after it
@@ -227,7 +232,8 @@ static int __init osh_init(void)
 	 * A hook attached before one that failed (css_online) may have
 	 * queued the path worker: stop it before anything goes away.
 	 */
-	err_code = osh_init_step("hooks", osh_hooks_attach(osh_observe));
+	err_code = osh_init_step("hooks",
+				 osh_hooks_attach(osh_observe, osh_probes_only));
 	if (err_code)
 		goto detach_hooks;
 
@@ -242,8 +248,9 @@ static int __init osh_init(void)
 	if (err_code)
 		goto detach_hooks;
 	WRITE_ONCE(osh_alloc_faults_armed, true);
-	pr_info("loaded, version %s, %d design(s): %s\n", OSH_VERSION,
-		osh_nr_designs, osh_designs_param);
+	pr_info("loaded, version %s, %d design(s): %s%s\n", OSH_VERSION,
+		osh_nr_designs, osh_designs_param,
+		osh_probes_only ? " (probes_only=1: hooks count hits, nothing is accounted)" : "");
 	return 0;
 
 detach_hooks:

@@ -179,11 +179,48 @@ def test_hooks_attached_and_counting():
         ensure_unloaded()
 
 
+def test_probes_only_counts_hits_and_accounts_nothing():
+    """probes_only=1 attaches the same hooks, which count their hits and do
+    nothing else: no allocation accounted, no record for a new cgroup, no
+    task state; the default load accounts the same workload."""
+    enable_memory("/")
+    cg_rmdir_tree("probesonly")
+    insmod("probes_only=1")
+    try:
+        cg_mkdir("probesonly")
+        Workload(["mix", "--count", "200"], cgroup="probesonly").release()
+        h = hooks()
+        for name in sorted(REQUIRED_HOOKS):
+            check(h[name]["state"] == "attached", "%s is %s" % (
+                name, h[name]["state"]))
+        hot = {"kmalloc", "kmem_cache_alloc", "sched_process_fork",
+               "mem_cgroup_css_online"} | (FAMILY["free_hooks"] - {"kmem_cache_charge"})
+        for name in sorted(hot):
+            check(int(h[name]["hits"]) > 0, "%s never hit" % name)
+        ev = read_kv("stats")
+        check(int(ev["kmem_alloc_accounted"]) == 0,
+              "probes_only=1 accounted %s allocations" % ev["kmem_alloc_accounted"])
+        check(cg_id("probesonly") not in shadow_cgroups(),
+              "probes_only=1 made a record for a new cgroup")
+        check(ev["task_states"] == ev["task_states_at_load"],
+              "probes_only=1: task states %s, %s at load" % (
+                  ev["task_states"], ev["task_states_at_load"]))
+        ensure_unloaded()
+        insmod()
+        Workload(["mix", "--count", "200"], cgroup="probesonly").release()
+        check(int(read_kv("stats")["kmem_alloc_accounted"]) > 0,
+              "the default load accounted nothing of the same workload")
+    finally:
+        ensure_unloaded()
+        cg_rmdir_tree("probesonly")
+
+
 def test_bad_params_refused():
     cases = [
         ("keep_freed=abc", "keep_freed=abc is invalid: accepted values are integers 0..65536"),
         ("keep_freed=65537", "keep_freed=65537 is invalid"),
         ("keep_freed=-1", "keep_freed=-1 is invalid"),
+        ("probes_only=2", "probes_only=2 is invalid: accepted values are integers 0..1"),
     ]
     for params, message in cases:
         since = dmesg_mark()
