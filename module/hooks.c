@@ -79,6 +79,15 @@ static bool osh_hit_only(struct osh_hook *hook)
 	return static_branch_unlikely(&osh_probes_only);
 }
 
+/* probes_only=1: a wrapper counts the hit its handler would have counted */
+static bool osh_probes_only_hit(struct osh_hook *hook)
+{
+	if (!static_branch_unlikely(&osh_probes_only))
+		return false;
+	osh_hit(hook);
+	return true;
+}
+
 static struct osh_hook *osh_kprobe_hook(struct kprobe *kp)
 {
 	struct kretprobe *krp = container_of(kp, struct kretprobe, kp);
@@ -105,10 +114,8 @@ static int osh_kp_irqs_off(struct kprobe *kp, struct pt_regs *regs)
 	unsigned long flags;
 	int ret;
 
-	if (static_branch_unlikely(&osh_probes_only)) {
-		osh_hit(hook);
+	if (osh_probes_only_hit(hook))
 		return 0;
-	}
 	local_irq_save(flags);
 	ret = hook->pre(kp, regs);
 	local_irq_restore(flags);
@@ -142,10 +149,8 @@ static int osh_krp_ret_irqs_off(struct kretprobe_instance *ri,
 {
 	struct osh_hook *hook = osh_kretprobe_hook(ri);
 
-	if (static_branch_unlikely(&osh_probes_only)) {
-		osh_hit(hook);
+	if (osh_probes_only_hit(hook))
 		return 0;
-	}
 	return osh_krp_call_irqs_off(hook->ret, ri, regs);
 }
 
@@ -271,8 +276,7 @@ static void osh_tp_cgroup_path(void *data, struct cgroup *cgrp,
 static void osh_tp_cgroup_rmdir(void *data, struct cgroup *cgrp,
 				const char *path)
 {
-	if (osh_hit_only(data))
-		return;
+	osh_hit(data);
 }
 
 static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,

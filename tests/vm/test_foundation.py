@@ -148,6 +148,18 @@ def test_attach_counters():
         cg_rmdir_tree("att")
 
 
+def check_hooks_hit(h, also_hot):
+    """Every required hook attached; the hooks any mixed workload reaches,
+    and @also_hot, hit at least once."""
+    for name in sorted(REQUIRED_HOOKS):
+        check(h[name]["state"] == "attached", "%s is %s" % (
+            name, h[name]["state"]))
+    hot = ({"kmalloc", "kmem_cache_alloc", "sched_process_fork"} | also_hot
+           | (FAMILY["free_hooks"] - {"kmem_cache_charge"}))
+    for name in sorted(hot):
+        check(int(h[name]["hits"]) > 0, "%s never hit" % name)
+
+
 def test_hooks_attached_and_counting():
     insmod()
     try:
@@ -155,15 +167,10 @@ def test_hooks_attached_and_counting():
         h = hooks()
         missing = REQUIRED_HOOKS - set(h)
         check(not missing, "hooks not listed: %s" % missing)
+        check_hooks_hit(h, {"sched_process_exit"})
         for name in REQUIRED_HOOKS:
-            check(h[name]["state"] == "attached", "%s is %s" % (
-                name, h[name]["state"]))
             check(h[name]["misses"] == "0", "%s missed %s" % (
                 name, h[name]["misses"]))
-        hot = {"kmalloc", "kmem_cache_alloc", "sched_process_fork",
-               "sched_process_exit"} | (FAMILY["free_hooks"] - {"kmem_cache_charge"})
-        for name in sorted(hot):
-            check(int(h[name]["hits"]) > 0, "%s never hit" % name)
         ev = read_kv("stats")
         check(int(ev["kmem_alloc_accounted"]) > 0, "no accounted allocation")
         with open("/sys/kernel/debug/objcg_shadow/version") as f:
@@ -190,13 +197,7 @@ def test_probes_only_counts_hits_and_accounts_nothing():
         cg_mkdir("probesonly")
         Workload(["mix", "--count", "200"], cgroup="probesonly").release()
         h = hooks()
-        for name in sorted(REQUIRED_HOOKS):
-            check(h[name]["state"] == "attached", "%s is %s" % (
-                name, h[name]["state"]))
-        hot = {"kmalloc", "kmem_cache_alloc", "sched_process_fork",
-               "mem_cgroup_css_online"} | (FAMILY["free_hooks"] - {"kmem_cache_charge"})
-        for name in sorted(hot):
-            check(int(h[name]["hits"]) > 0, "%s never hit" % name)
+        check_hooks_hit(h, {"mem_cgroup_css_online"})
         ev = read_kv("stats")
         check(int(ev["kmem_alloc_accounted"]) == 0,
               "probes_only=1 accounted %s allocations" % ev["kmem_alloc_accounted"])
