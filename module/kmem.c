@@ -42,7 +42,7 @@ struct osh_deferred {
 };
 
 static DEFINE_PER_CPU(struct osh_deferred, osh_deferred);
-static atomic_long_t osh_deferred_runs;
+static atomic_long_t osh_deferred_runs, osh_deferred_offline;
 
 static void osh_run_deferred(struct llist_node *node)
 {
@@ -74,7 +74,17 @@ void osh_defer(struct rcu_head *head, rcu_callback_t fn)
 	head->func = fn;
 	d = this_cpu_ptr(&osh_deferred);
 	llist_add((struct llist_node *)head, &d->list);
-	irq_work_queue(&d->work);
+	/*
+	 * A dying CPU is already out of the online mask with its local APIC
+	 * off (x86 __cpu_disable()), and smpcfd_dying_cpu() may have run its
+	 * irq_works for the last time: a work queued now stays claimed on the
+	 * CPU's raised list with its IPI lost, and every irq_work of that CPU
+	 * queued after it waits with it.  osh_cpu_dead() runs what is left.
+	 */
+	if (likely(cpu_online(smp_processor_id())))
+		irq_work_queue(&d->work);
+	else
+		atomic_long_inc(&osh_deferred_offline);
 }
 
 /* Unload: no handler runs any more; what they left runs here. */
@@ -769,6 +779,11 @@ static atomic_long_t osh_cpus_onlined, osh_cpus_died;
 /* On the CPU itself: its node may have changed while it was offline. */
 static int osh_cpu_online(unsigned int cpu)
 {
+	struct osh_deferred *d = per_cpu_ptr(&osh_deferred, cpu);
+
+	/* what handlers deferred while the CPU was coming up; bound to it */
+	if (!llist_empty(&d->list))
+		irq_work_queue(&d->work);
 	osh_acct_cpu_online(per_cpu_ptr(osh_ctx, cpu), cpu_to_node(cpu));
 	atomic_long_inc(&osh_cpus_onlined);
 	return 0;
@@ -777,6 +792,12 @@ static int osh_cpu_online(unsigned int cpu)
 /* On a surviving CPU once @cpu is dead: no handler runs there any more. */
 static int osh_cpu_dead(unsigned int cpu)
 {
+	unsigned long flags;
+
+	/* what the CPU deferred while dying, with IRQs off as in its irq_work */
+	local_irq_save(flags);
+	osh_run_deferred(llist_del_all(&per_cpu_ptr(&osh_deferred, cpu)->list));
+	local_irq_restore(flags);
 	osh_acct_cpu_dead(&osh_acct, per_cpu_ptr(osh_ctx, cpu));
 	atomic_long_inc(&osh_cpus_died);
 	return 0;
@@ -868,10 +889,12 @@ int osh_kmem_start(void)
  */
 void osh_kmem_dump_hotplug(struct osh_buf *ob)
 {
-	osh_buf_printf(ob, "cpus_onlined=%ld\ncpus_died=%ld\ndeferred_from_nmi=%ld\n",
+	osh_buf_printf(ob, "cpus_onlined=%ld\ncpus_died=%ld\ndeferred_from_nmi=%ld\n"
+		       "deferred_on_offline_cpu=%ld\n",
 		       atomic_long_read(&osh_cpus_onlined),
 		       atomic_long_read(&osh_cpus_died),
-		       atomic_long_read(&osh_deferred_runs));
+		       atomic_long_read(&osh_deferred_runs),
+		       atomic_long_read(&osh_deferred_offline));
 }
 
 static void osh_release_task_entry(unsigned long key, void *val, void *arg)

@@ -240,6 +240,9 @@ def test_cpu_hotplug_during_load():
         Workload(["--quiet", "--cpu", "1", "mix", "--count",
                   str(scaled(2000, least=500))], cgroup="hotplug/a").release()
         compare_holds("/hotplug", "after CPU 1 came back")
+        print("METRIC hotplug: %s releases deferred by handlers on the dying "
+              "or starting CPU" % read_kv("stats")["deferred_on_offline_cpu"],
+              flush=True)
     finally:
         if os.path.exists("/sys/devices/system/cpu/cpu1/online"):
             with open("/sys/devices/system/cpu/cpu1/online") as f:
