@@ -1,12 +1,22 @@
 # SPDX-License-Identifier: GPL-2.0
-"""objcg-shadow bench: what loading the module costs a workload.
+"""objcg-shadow bench: what loading the module costs.
 
-One guest boot times each kmemload workload with the module unloaded and
-loaded with each design list, interleaved over repetitions.  A repetition
-runs every configuration once, so the ratio of a configuration to "off"
-within one repetition is a paired sample; the table shows the median of
-those ratios and their spread.  Under TCG the absolute times say little
-about a real host; the ratios are the result.
+Default, instructions: a guest on QEMU's -icount shift=0 (1 vCPU), where a
+guest nanosecond is one guest instruction, counts instructions per
+operation (tests/workloads/opcount) with the module off, loaded with only
+its probes (probes_only=1: the floor any module on these hooks pays), with
+each design alone, with the default designs, with observe=0; a second boot
+with cgroup.memory=nokmem counts the kernel without kmem accounting, so
+off minus nokmem is the kernel's own kmem accounting cost, and each
+configuration's added instructions are also given as a multiple of it.
+Configurations are interleaved over repetitions; "added" is the median of
+the per-repetition differences to "off", the spread is (max - min) / median
+of a configuration's counts.
+
+--wallclock: the older mode, kmemload workloads timed under plain TCG; the
+ratio of a configuration to "off" within one repetition is a paired
+sample; the table shows the median of those ratios and their spread.
+Under TCG the absolute times say little about a real host.
 """
 from __future__ import annotations
 
@@ -39,11 +49,18 @@ def summarize(result: dict) -> list[dict]:
     return rows
 
 
+def _config_width(rows: list[dict]) -> int:
+    return max([len(r["config"]) for r in rows] + [len("config")])
+
+
+def _head(head: str) -> list[str]:
+    return [head, "-" * len(head)]
+
+
 def table(rows: list[dict]) -> str:
-    cw = max([len(r["config"]) for r in rows] + [len("config")])
-    head = (f"{'workload':<9} {'config':<{cw}} {'median ms':>10} "
-            f"{'vs off':>8} {'range of the paired ratios':>27}")
-    out = [head, "-" * len(head)]
+    cw = _config_width(rows)
+    out = _head(f"{'workload':<9} {'config':<{cw}} {'median ms':>10} "
+                f"{'vs off':>8} {'range of the paired ratios':>27}")
     for r in rows:
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
         spread = (f"{r['ratio_min']:.2f}x .. {r['ratio_max']:.2f}x"
@@ -53,53 +70,194 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def plot(rows: list[dict], reps: int, path: Path) -> None:
+def _grouped_bars(rows: list[dict], key: str, configs: list[str], size,
+                  bar) -> tuple:
+    """A figure with one group of bars per @key value, one bar per config;
+    bar(ax, xs, selected rows by @key value, width, config) draws one."""
     plt = osh_vm.pyplot()
-    workloads = list(dict.fromkeys(r["workload"] for r in rows))
-    configs = [c for c in dict.fromkeys(r["config"] for r in rows)
-               if c != "off"]
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    groups = list(dict.fromkeys(r[key] for r in rows))
+    fig, ax = plt.subplots(figsize=size)
     width = 0.8 / max(len(configs), 1)
     for i, config in enumerate(configs):
-        sel = {r["workload"]: r for r in rows if r["config"] == config}
-        xs = [j + i * width for j in range(len(workloads))]
-        med = [sel[w]["ratio"] for w in workloads]
-        err = [[sel[w]["ratio"] - sel[w]["ratio_min"] for w in workloads],
-               [sel[w]["ratio_max"] - sel[w]["ratio"] for w in workloads]]
-        ax.bar(xs, med, width, yerr=err, capsize=3, label=config)
-    ax.axhline(1.0, color="black", linewidth=0.8)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(workloads))])
-    ax.set_xticklabels(workloads)
-    ax.set_ylabel("time / time without the module")
-    ax.set_title("objcg_shadow overhead: median of %d paired ratios "
-                 "(bars: min..max), QEMU/TCG guest" % reps, fontsize=9)
-    ax.legend(fontsize=8)
+        sel = {r[key]: r for r in rows if r["config"] == config}
+        bar(ax, [j + i * width for j in range(len(groups))],
+            [sel[g] for g in groups], width, config)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))])
+    ax.set_xticklabels(groups)
+    return plt, fig, ax, groups, width
+
+
+def _save(plt, fig, ax, path: Path, legend: dict) -> None:
+    ax.legend(**legend)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def main(args) -> int:
-    configs = ["off"] + (args.config or DEFAULT_CONFIGS)
-    out = Path(args.out or REPO / "build" / "bench").resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    run_dir = out / "overhead.run"
+def plot(rows: list[dict], reps: int, path: Path) -> None:
+    def bar(ax, xs, sel, width, config):
+        med = [r["ratio"] for r in sel]
+        err = [[r["ratio"] - r["ratio_min"] for r in sel],
+               [r["ratio_max"] - r["ratio"] for r in sel]]
+        ax.bar(xs, med, width, yerr=err, capsize=3, label=config)
+
+    configs = [c for c in dict.fromkeys(r["config"] for r in rows) if c != "off"]
+    plt, fig, ax, _, _ = _grouped_bars(rows, "workload", configs, (9, 4.5), bar)
+    ax.axhline(1.0, color="black", linewidth=0.8)
+    ax.set_ylabel("time / time without the module")
+    ax.set_title("objcg_shadow overhead: median of %d paired ratios "
+                 "(bars: min..max), QEMU/TCG guest" % reps, fontsize=9)
+    _save(plt, fig, ax, path, {"fontsize": 8})
+
+
+def icount_configs(kernel: str) -> list[str]:
+    import osh_experiment
+    designs = osh_experiment.DESIGNS.get(kernel or "6.1",
+                                         osh_experiment.DESIGNS["6.1"])
+    return (["off", "probes_only=1"]
+            + ["designs=" + d for d in designs.split(",")]
+            + ["default", "observe=0"])
+
+
+def _median_spread(xs: list[float]) -> tuple[float, float]:
+    med = statistics.median(xs)
+    return med, (max(xs) - min(xs)) / med if med else 0.0
+
+
+def summarize_icount(samples: dict, nokmem: dict) -> list[dict]:
+    """Per operation and configuration: median instructions and spread,
+    instructions added over "off" (median of the paired differences), and
+    that as a multiple of the kernel's own kmem cost (off - nokmem)."""
+    rows = []
+    for op, per_config in samples.items():
+        off = per_config["off"]
+        off_med = statistics.median(off)
+        kmem = None
+        if nokmem.get(op):
+            kmem = off_med - statistics.median(nokmem[op])
+            med, spread = _median_spread(nokmem[op])
+            rows.append({"op": op, "config": "nokmem boot", "n": len(nokmem[op]),
+                         "instructions": med, "spread": spread})
+        for config, counts in per_config.items():
+            med, spread = _median_spread(counts)
+            row = {"op": op, "config": config, "n": len(counts),
+                   "instructions": med, "spread": spread}
+            if config == "off":
+                row["kmem_cost"] = kmem
+            else:
+                added = statistics.median(c - o for c, o in zip(counts, off))
+                row["added"] = added
+                # below 1% of the operation the kernel's kmem cost is noise
+                if kmem is not None and kmem > 0.01 * off_med:
+                    row["x_kmem"] = added / kmem
+            rows.append(row)
+    return rows
+
+
+def icount_table(rows: list[dict]) -> str:
+    cw = _config_width(rows)
+    out = _head(f"{'op':<13} {'config':<{cw}} {'instr/op':>10} {'spread':>7} "
+                f"{'added':>12} {'x kmem':>7}")
+    last = None
+    for r in rows:
+        if last and r["op"] != last:
+            out.append("")
+        last = r["op"]
+        added = f"{r['added']:+,.0f}" if "added" in r else (
+            f"kmem {r['kmem_cost']:,.0f}" if r.get("kmem_cost") is not None else "")
+        x = f"{r['x_kmem']:.2f}x" if "x_kmem" in r else ""
+        out.append(f"{r['op']:<13} {r['config']:<{cw}} {r['instructions']:>10,.0f} "
+                   f"{100 * r['spread']:>6.1f}% {added:>12} {x:>7}")
+    return "\n".join(out)
+
+
+def plot_icount(rows: list[dict], reps: int, path: Path) -> None:
+    def bar(ax, xs, sel, width, config):
+        ax.bar(xs, [max(r["added"], 1) for r in sel], width, label=config)
+
+    configs = list(dict.fromkeys(r["config"] for r in rows if "added" in r))
+    plt, fig, ax, ops, width = _grouped_bars(rows, "op", configs, (11, 4.8), bar)
+    kmem = {r["op"]: r.get("kmem_cost") for r in rows if r["config"] == "off"}
+    for j, o in enumerate(ops):
+        if kmem.get(o) and kmem[o] > 0:
+            ax.hlines(kmem[o], j - width / 2, j + 0.8 - width / 2, colors="black",
+                      linewidth=1.5, label="kernel's own kmem cost" if j == 0 else None)
+    ax.set_yscale("log")
+    ax.set_ylabel("instructions added per operation")
+    ax.set_title("objcg_shadow cost: median of %d paired differences to the "
+                 "module off (QEMU -icount shift=0; black: off minus nokmem)" % reps,
+                 fontsize=9)
+    _save(plt, fig, ax, path, {"fontsize": 7, "ncol": 2})
+
+
+def _guest_run(configs: list[str], args, extra: list[str], run_dir: Path,
+               name: str, **vm) -> dict | None:
+    """One boot of osh_bench_guest.py over @configs; its JSON, or None."""
     cmd = ["python3", "scripts/lib/osh_bench_guest.py", "--reps",
-           str(args.reps), "--scale", str(args.scale),
-           "--json", "/run/osh/out/overhead.json"]
-    if args.workloads:
-        cmd += ["--workloads", args.workloads]
+           str(args.reps), "--scale", str(args.scale), *extra,
+           "--json", "/run/osh/out/" + name]
     for c in configs:
         cmd += ["--config", c]
     rc = osh_vm.run_vm(cmd, kernel=args.kernel, load=False, out=run_dir,
-                       timeout=args.timeout,
-                       build_first=args.build)
-    src = run_dir / "overhead.json"
+                       timeout=args.timeout, build_first=args.build, **vm)
+    src = run_dir / name
     if rc or not src.exists():
         print(f"objcg-shadow bench: the guest run failed (status {rc}); "
               f"see {run_dir}", file=sys.stderr)
-        return rc or 1
-    result = json.loads(src.read_text())
+        return None
+    return json.loads(src.read_text())
+
+
+def _finish(text: str, rows: list[dict], reps: int, out: Path, stem: str,
+            plotter, args) -> int:
+    if not args.no_plot:
+        plotter(rows, reps, out / (stem + ".png"))
+        text += f"\nplot: {out / (stem + '.png')}"
+    (out / (stem + ".txt")).write_text(text + "\n")
+    print(text)
+    return 0
+
+
+def main_icount(args, out: Path) -> int:
+    import osh_bench_guest
+    ops = args.ops or ",".join(osh_bench_guest.OPS)
+    configs = ["off"] + args.config if args.config else icount_configs(args.kernel)
+    osh_vm.log(f"bench: {len(configs)} configurations x {args.reps} repetitions "
+               f"x {len(ops.split(','))} operations, then a nokmem boot")
+    icount = {"icount": True, "cpus": 1, "nodes": 1}
+    result = _guest_run(configs, args, ["--ops", ops], out / "icount.run",
+                        "counts.json", **icount)
+    if result is None:
+        return 1
+    base = _guest_run(["off"], args, ["--ops", ops], out / "nokmem.run",
+                      "counts.json", append="cgroup.memory=nokmem", **icount)
+    if base is None:
+        return 1
+    nokmem = {op: per["off"] for op, per in base["samples"].items()}
+    rows = summarize_icount(result["samples"], nokmem)
+    result.update(nokmem=nokmem, summary=rows, kernel=args.kernel or "6.1")
+    (out / "cost.json").write_text(json.dumps(result, indent=1))
+    iters = ", ".join(f"{w} {a[2]}" for w, a in result["workloads"].items())
+    text = (f"objcg_shadow cost on {args.kernel or '6.1'}: guest instructions per "
+            f"operation (QEMU -icount shift=0, 1 vCPU), {result['reps']} "
+            f"repetitions, configurations interleaved; iterations per count: "
+            f"{iters}\n'added': median of the paired differences to off; "
+            f"'x kmem': added / the kernel's own kmem cost (off - nokmem)\n"
+            + icount_table(rows))
+    return _finish(text, rows, result["reps"], out, "cost", plot_icount, args)
+
+
+def main(args) -> int:
+    out = Path(args.out or REPO / "build" / "bench").resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.wallclock:
+        return main_icount(args, out)
+    configs = ["off"] + (args.config or DEFAULT_CONFIGS)
+    extra = ["--workloads", args.workloads] if args.workloads else []
+    result = _guest_run(configs, args, extra, out / "overhead.run",
+                        "overhead.json")
+    if result is None:
+        return 1
     rows = summarize(result)
     result["summary"] = rows
     (out / "overhead.json").write_text(json.dumps(result, indent=1))
@@ -107,9 +265,4 @@ def main(args) -> int:
     text = (f"objcg_shadow overhead: {result['reps']} repetitions, "
             f"configurations interleaved, one untimed run after each load "
             f"(guest: QEMU/TCG; objects per run: {sizes})\n" + table(rows))
-    if not args.no_plot:
-        plot(rows, result["reps"], out / "overhead.png")
-        text += f"\nplot: {out / 'overhead.png'}"
-    (out / "overhead.txt").write_text(text + "\n")
-    print(text)
-    return 0
+    return _finish(text, rows, result["reps"], out, "overhead", plot, args)

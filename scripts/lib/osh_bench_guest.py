@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""Overhead benchmark, guest side: time kmemload's allocate-and-free phase
-with the module unloaded and loaded with each design list, interleaved
-(the order rotates every repetition, so drift hits every configuration),
-and write every sample as JSON.  After each load every workload runs once
-untimed, so first-use costs (shadow state for the new cgroup, task state,
-cold caches) are not in the samples.
+"""Overhead benchmark, guest side: with the module unloaded and loaded with
+each set of parameters, interleaved (the order rotates every repetition, so
+drift hits every configuration), either time kmemload's allocate-and-free
+phase (--workloads) or count the instructions per operation of opcount's
+loops (--ops; the guest runs under -icount shift=0, where a guest
+nanosecond is an instruction), and write every sample as JSON.  After each
+load every workload runs once untimed (opcount runs its operation once
+before its loop), so first-use costs (shadow state for the new cgroup, task
+state, cold caches) are not in the samples.
 
 usage: osh_bench_guest.py --config off --config "designs=v6.1" [--config PARAMS]
-                          [--workloads dentry,pipe,...] [--scale X]
-                          --reps N --json PATH
+                          [--workloads dentry,pipe,... | --ops stat,fork,...]
+                          [--scale X] --reps N --json PATH
 """
 import argparse
 import json
@@ -25,6 +28,7 @@ REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(HERE)))
 MODULE = os.environ.get("OSH_MODULE") or os.path.join(REPO, "module",
                                                       "objcg_shadow.ko")
 KMEMLOAD = os.path.join(REPO, "tests", "workloads", "kmemload")
+OPCOUNT = os.path.join(REPO, "tests", "workloads", "opcount")
 CG = "/sys/fs/cgroup"
 BENCH_CG = os.path.join(CG, "osh-bench")
 
@@ -36,6 +40,16 @@ WORKLOADS = {
     "socket": (1500, ["socket"]),
     "thread": (150, ["thread"]),
 }
+
+
+# operation -> iterations at --scale 1: enough for a spread near 1% (fork
+# needs more than 500, seen)
+OPS = {"stat": 4000, "access": 4000, "open": 4000, "pipe": 2000,
+       "pipe_page": 2000, "socket": 2000, "fork": 1500, "creat_unlink": 2000}
+
+
+def op_iterations(op, scale):
+    return max(1, int(OPS[op] * scale))
 
 
 def workload_args(name, scale):
@@ -53,12 +67,14 @@ def module_loaded():
 
 
 def load(config):
-    """Unload, then load with module parameters @config unless "off"."""
+    """Unload, then load with module parameters @config unless "off"
+    ("default": none)."""
     if module_loaded():
         subprocess.run(["rmmod", "objcg_shadow"], check=True)
     if config == "off":
         return
-    p = subprocess.run(["insmod", MODULE] + shlex.split(config),
+    params = [] if config == "default" else shlex.split(config)
+    p = subprocess.run(["insmod", MODULE] + params,
                        capture_output=True, text=True)
     if p.returncode:
         raise RuntimeError("insmod %s: %s" % (config, p.stderr.strip()))
@@ -85,20 +101,37 @@ def time_workload(args):
     return t["free-done"] - t["alloc-start"]
 
 
+def count_op(op, scale):
+    """Guest nanoseconds, under -icount instructions, per operation."""
+    n = op_iterations(op, scale)
+    cmd = [OPCOUNT, "--cgroup", BENCH_CG, "--cpu", "0", op, str(n)]
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    f = p.stdout.split()
+    if p.returncode or len(f) != 4 or f[0] != "OPCOUNT":
+        raise RuntimeError("opcount %s failed (%d): %s" % (
+            op, p.returncode, p.stderr.strip()[-500:]))
+    return int(f[3]) / n
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", action="append", required=True,
                     help="off, or module parameters; repeat")
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--ops", help="count instructions of these operations "
+                    "instead of timing workloads")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--json", required=True)
     args = ap.parse_args()
     configs = args.config
-    workloads = args.workloads.split(",")
-    unknown = [w for w in workloads if w not in WORKLOADS]
+    if args.ops:
+        workloads, known = args.ops.split(","), OPS
+    else:
+        workloads, known = args.workloads.split(","), WORKLOADS
+    unknown = [w for w in workloads if w not in known]
     if unknown:
-        ap.error("unknown workload %s" % ", ".join(unknown))
+        ap.error("unknown workload or operation %s" % ", ".join(unknown))
     write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
     os.makedirs(BENCH_CG, exist_ok=True)
     samples = {w: {c: [] for c in configs} for w in workloads}
@@ -111,6 +144,9 @@ def main():
             for config in order:
                 load(config)
                 for w in workloads:
+                    if args.ops:
+                        samples[w][config].append(count_op(w, args.scale))
+                        continue
                     time_workload(workload_args(w, args.scale))
                     samples[w][config].append(
                         time_workload(workload_args(w, args.scale)))
@@ -124,7 +160,9 @@ def main():
     with open(args.json, "w") as f:
         json.dump({"reps": args.reps, "configs": configs,
                    "scale": args.scale,
-                   "workloads": {w: workload_args(w, args.scale)
+                   "metric": "instructions" if args.ops else "seconds",
+                   "workloads": {w: (["opcount", w, str(op_iterations(w, args.scale))]
+                                     if args.ops else workload_args(w, args.scale))
                                  for w in workloads},
                    "samples": samples}, f, indent=1)
     return 0

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""The arithmetic of `bench`'s instruction counts (scripts/lib/osh_bench.py),
+on counts made up so that each rule gives a different answer than the
+obvious mistake would: paired differences against a difference of medians,
+the kernel's kmem cost against the nokmem boot, the noise floor of x kmem.
+Prints PASS/FAIL lines."""
+import os
+import sys
+import traceback
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
+
+import osh_bench  # noqa: E402
+
+
+def rows_by(rows, op):
+    return {r["config"]: r for r in rows if r["op"] == op}
+
+
+def test_added_is_the_median_of_paired_differences():
+    # off drifts up over the repetitions and the config with it, but for
+    # one repetition; the difference of medians (1300 - 2000) is not the
+    # paired one (100)
+    samples = {"open": {"off": [1000, 1000, 2000, 3000, 3000],
+                        "designs=v6.1": [1100, 1100, 2100, 3100, 1300]}}
+    r = rows_by(osh_bench.summarize_icount(samples, {}), "open")
+    assert r["designs=v6.1"]["added"] == 100, r["designs=v6.1"]
+    assert r["designs=v6.1"]["instructions"] == 1300
+    assert abs(r["off"]["spread"] - 2000 / 2000) < 1e-9, r["off"]
+
+
+def test_kmem_cost_and_its_multiple():
+    samples = {"pipe": {"off": [15000, 15100, 15200],
+                        "probes_only=1": [15240, 15340, 15440],
+                        "default": [35000, 35100, 35200]}}
+    nokmem = {"pipe": [11500, 11600, 11700]}
+    r = rows_by(osh_bench.summarize_icount(samples, nokmem), "pipe")
+    assert r["off"]["kmem_cost"] == 15100 - 11600, r["off"]
+    assert r["nokmem boot"]["instructions"] == 11600
+    assert abs(r["default"]["x_kmem"] - 20000 / 3500) < 1e-9, r["default"]
+    assert abs(r["probes_only=1"]["x_kmem"] - 240 / 3500) < 1e-9
+
+
+def test_no_multiple_of_a_kmem_cost_below_the_noise():
+    # stat: the kernel's kmem cost is 10 of 8000 instructions
+    samples = {"stat": {"off": [8000, 8000], "default": [8450, 8450]}}
+    r = rows_by(osh_bench.summarize_icount(samples, {"stat": [7990, 7990]}), "stat")
+    assert r["default"]["added"] == 450
+    assert "x_kmem" not in r["default"], r["default"]
+    # and none at all without a nokmem boot
+    r = rows_by(osh_bench.summarize_icount(samples, {}), "stat")
+    assert "nokmem boot" not in r and r["off"]["kmem_cost"] is None
+
+
+def test_table_shows_every_row():
+    samples = {"fork": {"off": [265000, 266000], "default": [420000, 421000]}}
+    rows = osh_bench.summarize_icount(samples, {"fork": [236000, 237000]})
+    text = osh_bench.icount_table(rows)
+    for needle in ("nokmem boot", "+155,000", "kmem 29,000", "5.34x"):
+        assert needle in text, (needle, text)
+
+
+def main():
+    failed = 0
+    for name, fn in sorted(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            try:
+                fn()
+                print("PASS bench_%s" % name[5:], flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL bench_%s: %s" % (name[5:], traceback.format_exc().strip()
+                                             .splitlines()[-1]), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
