@@ -404,7 +404,8 @@ def pvh_kernel(kernel: Kernel) -> Path:
     if kernel.family and kernel.family.base:
         return src      # the debug kernel's PVH entry triple-faults (KASAN)
     st = src.stat()
-    key = hashlib.sha256(f"{src}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    # not the path: two checkouts sharing one cache must agree on the name
+    key = hashlib.sha256(f"{src.name}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:12]
     dest = CACHE / "vmlinux" / f"vmlinux-{kernel.version}-{key}"
     nopvh = dest.with_name(dest.name + ".no-pvh")
     if dest.exists():
