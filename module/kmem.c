@@ -321,6 +321,7 @@ struct osh_charge {
 	struct osh_cpu_ctx *ctx;
 	unsigned long flags;
 	struct osh_memcg *shadow;
+	struct obj_cgroup *kernel_objcg;	/* when checked */
 	struct osh_objcg *picked[OSH_MAX_DESIGNS];
 };
 
@@ -357,9 +358,9 @@ static bool osh_charge_begin(struct osh_charge *c, int node, bool check,
 		n = osh_acct_pick_all(&osh_acct, c->ctx, c->shadow, state,
 				      use_cache ? osh_current_task_memcg : NULL,
 				      NULL, c->picked);
+	c->kernel_objcg = check ? kernel_objcg(key, arg) : NULL;
 	if (check)
-		osh_check_attribution(kernel_objcg(key, arg), c->shadow,
-				      c->picked);
+		osh_check_attribution(c->kernel_objcg, c->shadow, c->picked);
 	if (n)
 		return true;
 	osh_charge_end(c);
@@ -436,7 +437,8 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
 			    (unsigned long)ptr, osh_obj_full_size(s), node,
 			    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
-			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE);
+			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE,
+			    c.kernel_objcg ? 0 : OSH_OBJINFO_KERNEL_UNCHARGED);
 	osh_charge_end(&c);
 }
 
@@ -461,20 +463,27 @@ void osh_kmem_slab_charge_existing(const void *ptr, gfp_t gfp)
  *
  * An object the shadow does not know that the kernel had charged (it was
  * allocated before load, or dropped) is counted as an untracked free and
- * changes nothing else, so no counter can go negative.
+ * changes nothing else, so no counter can go negative.  An object the
+ * kernel did not charge is not looked up at all while the shadow holds
+ * none such (see OSH_OBJINFO_KERNEL_UNCHARGED): most frees end here.
  *
  * Context: tracepoint or kprobe handler.
  */
 void osh_kmem_slab_free(const void *ptr)
 {
 	struct kmem_cache *s;
+	bool kernel_charged;
 
 	if (unlikely(ZERO_OR_NULL_PTR(ptr)))
 		return;
+	/* the kernel's free hook clears its vector after this event */
+	s = osh_obj_cache(ptr);
+	kernel_charged = s && osh_kernel_obj_objcg(ptr, s);
+	if (!kernel_charged && osh_acct_kernel_charged_all(&osh_acct))
+		return;
 	if (osh_uncharge_on_this_cpu(osh_acct_slab_free, (unsigned long)ptr))
 		return;
-	s = osh_obj_cache(ptr);
-	if (s && osh_kernel_obj_objcg(ptr, s))
+	if (kernel_charged)
 		atomic_long_inc(&osh_acct.events[OSH_EV_OBJ_UNTRACKED_FREE]);
 }
 
@@ -495,7 +504,7 @@ void osh_kmem_percpu_alloc(void __percpu *ptr, size_t size)
 		return;
 	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
 			    (unsigned long)ptr, osh_pcpu_obj_full_size(size), -1,
-			    OSH_OBJ_PERCPU);
+			    OSH_OBJ_PERCPU, 0);
 	osh_charge_end(&c);
 }
 

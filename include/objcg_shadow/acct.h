@@ -209,6 +209,12 @@ struct osh_objinfo {
 /* What a tracked kmem page is used for, beyond its page charge. */
 #define OSH_OBJINFO_STACK	0x1	/* kernel stack: NR_KERNEL_STACK_KB */
 #define OSH_OBJINFO_LARGE_KMALLOC 0x2	/* kmalloc > 8K: NR_SLAB_UNRECLAIMABLE_B */
+/*
+ * A slab object the shadow charged although the kernel's own vector holds
+ * no objcg for it.  While there are none, a free of an object the kernel
+ * did not charge needs no look-up: that is almost every free.
+ */
+#define OSH_OBJINFO_KERNEL_UNCHARGED 0x4
 
 struct osh_acct {
 	unsigned int nr_designs;
@@ -218,6 +224,7 @@ struct osh_acct {
 	spinlock_t objcg_lock;		/* objcg lists, as the kernel's */
 	struct osh_objmap objmap;	/* slab objects */
 	struct osh_objmap pagemap;	/* kmem pages, keyed by struct page */
+	atomic_long_t nr_kernel_uncharged; /* live OSH_OBJINFO_KERNEL_UNCHARGED */
 	struct osh_cpu_ctx *(*cpu_ctx)(struct osh_acct *acct, int cpu);
 	atomic_long_t events[OSH_NR_ACCT_EVENTS];
 	/* per design: reparenting cost with and without the objcg indirection
@@ -241,6 +248,16 @@ static inline int osh_objcg_node(const struct osh_acct *acct, unsigned int d,
 	    ctx->event_node < (int)acct->nr_nodes)
 		return ctx->event_node;
 	return ctx->node;
+}
+
+/*
+ * Whether every slab object the shadow holds is one the kernel charged
+ * too, so that a free the kernel's vector says was not charged can skip
+ * the object map.  Written only for the rare objects it counts.
+ */
+static inline bool osh_acct_kernel_charged_all(struct osh_acct *acct)
+{
+	return !atomic_long_read(&acct->nr_kernel_uncharged);
 }
 
 static inline size_t osh_objinfo_size(const struct osh_acct *acct)
@@ -298,7 +315,7 @@ int osh_acct_pick_all(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			struct osh_memcg *memcg, struct osh_objcg **picked,
 			unsigned long ptr, unsigned int size, int node,
-			enum osh_slab_type type);
+			enum osh_slab_type type, unsigned int flags);
 bool osh_acct_slab_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long ptr);
 int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,

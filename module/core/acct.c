@@ -440,6 +440,8 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	bool percpu = info->type == OSH_OBJ_PERCPU;
 	unsigned int d;
 
+	if (info->flags & OSH_OBJINFO_KERNEL_UNCHARGED)
+		atomic_long_dec(&acct->nr_kernel_uncharged);
 	for (d = 0; d < acct->nr_designs; d++) {
 		struct osh_objcg *objcg = info->objcg[d];
 		unsigned long drains = ctx->cnt[d].drain_objcg;
@@ -523,6 +525,8 @@ static bool osh_map_store(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
  * @node: node of the object's page
  * @type: reclaimable or not, or OSH_OBJ_PERCPU (@ptr is then the percpu
  *	  pointer and @size pcpu_obj_full_size())
+ * @flags: OSH_OBJINFO_KERNEL_UNCHARGED if the kernel's vector holds no
+ *	   objcg for @ptr (it is then counted, and its free looked up)
  *
  * Return: 0, -ENOENT when no design charges anything (root), -ENOSPC when
  * the object map is full (counted; the object is not charged).
@@ -530,7 +534,7 @@ static bool osh_map_store(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			struct osh_memcg *memcg, struct osh_objcg **picked,
 			unsigned long ptr, unsigned int size, int node,
-			enum osh_slab_type type)
+			enum osh_slab_type type, unsigned int flags)
 {
 	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
 	struct osh_objinfo *info = (void *)raw;
@@ -539,13 +543,20 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	info->size = size;
 	info->node = node;
 	info->type = type;
+	info->flags = flags;
 	if (!osh_info_fill(acct, ctx, memcg, picked, info))
 		return -ENOENT;
 
+	/* counted before it is visible, so that no free can miss it */
+	if (flags & OSH_OBJINFO_KERNEL_UNCHARGED)
+		atomic_long_inc(&acct->nr_kernel_uncharged);
 	if (!osh_map_store(acct, ctx, &acct->objmap, ptr, info,
 			   osh_slab_uncharge, OSH_EV_OBJ_MAP_FULL,
-			   OSH_EV_OBJ_STALE))
+			   OSH_EV_OBJ_STALE)) {
+		if (flags & OSH_OBJINFO_KERNEL_UNCHARGED)
+			atomic_long_dec(&acct->nr_kernel_uncharged);
 		return -ENOSPC;
+	}
 
 	for (d = 0; d < acct->nr_designs; d++) {
 		struct osh_objcg *objcg = info->objcg[d];

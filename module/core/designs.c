@@ -278,6 +278,8 @@ void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
 	osh_buf_printf(ob, "pagemap_live=%ld\npagemap_capacity=%zu\n",
 		       atomic_long_read(&acct->pagemap.nr),
 		       osh_objmap_capacity(&acct->pagemap));
+	osh_buf_printf(ob, "objects_kernel_did_not_charge=%ld\n",
+		       atomic_long_read(&acct->nr_kernel_uncharged));
 }
 
 static void osh_add_object(unsigned long key, void *val, void *arg)

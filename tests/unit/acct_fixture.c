@@ -88,7 +88,7 @@ int fx_alloc(int cpu, u64 memcg_id, unsigned long ptr, unsigned int size,
 	if (saved < 0)
 		fx.cpu[cpu].event_node = node;
 	ret = osh_acct_slab_alloc(&fx.acct, &fx.cpu[cpu], m, NULL, ptr, size,
-				  node, type);
+				  node, type, 0);
 	fx.cpu[cpu].event_node = saved;
 	return ret;
 }

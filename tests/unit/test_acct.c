@@ -186,6 +186,42 @@ static void test_map_full_and_stale(void)
 	fx_teardown();
 }
 
+/* A free can skip the map only while no entry lacks the kernel's charge. */
+static void test_kernel_uncharged_objects_are_counted(void)
+{
+	struct osh_memcg *m;
+
+	fx_setup("v6.1");
+	m = fx_memcg(10, 1, 1);
+	CHECK(osh_acct_kernel_charged_all(&fx.acct));
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK(osh_acct_kernel_charged_all(&fx.acct));
+	CHECK_EQ(osh_acct_slab_alloc(&fx.acct, fx_cpu(0), m, NULL, 0x2000, 64, 0,
+				     OSH_SLAB_UNRECLAIMABLE,
+				     OSH_OBJINFO_KERNEL_UNCHARGED), 0);
+	CHECK_EQ(osh_acct_slab_alloc(&fx.acct, fx_cpu(0), m, NULL, 0x3000, 64, 0,
+				     OSH_SLAB_UNRECLAIMABLE,
+				     OSH_OBJINFO_KERNEL_UNCHARGED), 0);
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_kernel_uncharged), 2);
+	CHECK(!osh_acct_kernel_charged_all(&fx.acct));
+	CHECK(fx_free_obj(0, 0x1000));
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_kernel_uncharged), 2);
+	CHECK(fx_free_obj(0, 0x2000));
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_kernel_uncharged), 1);
+	/* a missed free: the stale entry's count goes with its uncharge */
+	CHECK_EQ(fx_alloc(0, 10, 0x3000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJ_STALE]), 1);
+	CHECK(osh_acct_kernel_charged_all(&fx.acct));
+	CHECK_EQ(fx_stat(10, 0, "objects"), 1);
+	/* a root object is charged by no design, so nothing is counted */
+	CHECK_EQ(osh_acct_slab_alloc(&fx.acct, fx_cpu(0), osh_memcg_lookup(&fx.tree, 1),
+				     NULL, 0x4000, 64, 0, OSH_SLAB_UNRECLAIMABLE,
+				     OSH_OBJINFO_KERNEL_UNCHARGED), -ENOENT);
+	CHECK(osh_acct_kernel_charged_all(&fx.acct));
+	CHECK(fx_free_obj(0, 0x3000));
+	fx_teardown();
+}
+
 static void test_pages_and_stacks(void)
 {
 	struct osh_memcg *m;
@@ -762,6 +798,8 @@ static const struct osh_test tests[] = {
 	{ "acct_hierarchy_fold_on_free", test_hierarchy_fold_on_free },
 	{ "acct_root_is_never_charged", test_root_is_never_charged },
 	{ "acct_map_full_and_stale", test_map_full_and_stale },
+	{ "acct_kernel_uncharged_objects_are_counted",
+	  test_kernel_uncharged_objects_are_counted },
 	{ "acct_pages_and_stacks", test_pages_and_stacks },
 	{ "acct_design_parse", test_design_parse },
 	{ "acct_multislot_and_memcgkey_stocks", test_multislot_and_memcgkey_stocks },

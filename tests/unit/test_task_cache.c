@@ -150,7 +150,7 @@ static void test_switch_shape_drains(void)
 				  picked);
 		CHECK_EQ(osh_acct_slab_alloc(&fx.acct, fx_cpu(i % 2 ? 2 : 0),
 					     task_memcg_now, picked, p += 64,
-					     256, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+					     256, 0, OSH_SLAB_UNRECLAIMABLE, 0), 0);
 	}
 	for (round = 0; round < 100; round++) {
 		for (i = 0; i < 4; i++) {
@@ -161,7 +161,8 @@ static void test_switch_shape_drains(void)
 			CHECK_EQ(osh_acct_slab_alloc(&fx.acct, fx_cpu(0),
 						     task_memcg_now, picked,
 						     p += 64, 256, 0,
-						     OSH_SLAB_UNRECLAIMABLE), 0);
+						     OSH_SLAB_UNRECLAIMABLE, 0),
+						 0);
 		}
 	}
 	for (i = 0; i < 4; i++)
