@@ -9,6 +9,7 @@
 #include <linux/jump_label.h>
 #include <linux/kprobes.h>
 #include <linux/percpu.h>
+#include <linux/sched/clock.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/tracepoint.h>
@@ -41,7 +42,13 @@ struct osh_hook {
 	kretprobe_handler_t entry, ret;
 	bool attached;
 	int err;			/* why it is absent */
-	unsigned long __percpu *hits;
+	struct osh_hook_stat __percpu *stat;
+};
+
+struct osh_hook_stat {
+	unsigned long hits;
+	unsigned long timed;		/* time_handlers=1: handler calls timed */
+	u64 ns;				/* sched_clock() time in those calls */
 };
 
 /* Events the hooks saw but that are not per-hook hits. */
@@ -66,7 +73,46 @@ static bool osh_observing;
 
 static void osh_hit(struct osh_hook *hook)
 {
-	this_cpu_inc(*hook->hits);
+	this_cpu_inc(hook->stat->hits);
+}
+
+/*
+ * time_handlers=1: each handler's time is summed per hook.  Under QEMU's
+ * -icount shift=0 a guest nanosecond is one instruction, so this is the
+ * per-hook breakdown of the module's cost (the probe's own trap and
+ * dispatch are not inside: probes_only=1 measures those).
+ */
+static DEFINE_STATIC_KEY_FALSE(osh_time_handlers);
+static u64 osh_clock_overhead_ns;
+
+static u64 osh_clock_start(void)
+{
+	if (!static_branch_unlikely(&osh_time_handlers))
+		return 0;
+	return sched_clock();
+}
+
+/* @call: this ends a handler call (a kretprobe's entry and return are one) */
+static void osh_clock_add(struct osh_hook *hook, u64 t0, bool call)
+{
+	if (!static_branch_unlikely(&osh_time_handlers))
+		return;
+	this_cpu_add(hook->stat->ns, sched_clock() - t0);
+	if (call)
+		this_cpu_inc(hook->stat->timed);
+}
+
+/* The cost of one timed empty region, subtracted by the reader. */
+static u64 osh_measure_clock_overhead(void)
+{
+	u64 best = U64_MAX, t0;
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		t0 = sched_clock();
+		best = min(best, sched_clock() - t0);
+	}
+	return best;
 }
 
 /* probes_only=1: every hook is attached, its handler only counts the hit */
@@ -114,24 +160,30 @@ static int osh_kp_irqs_off(struct kprobe *kp, struct pt_regs *regs)
 	unsigned long flags;
 	int ret;
 
+	u64 t0;
+
 	if (osh_probes_only_hit(hook))
 		return 0;
+	t0 = osh_clock_start();
 	local_irq_save(flags);
 	ret = hook->pre(kp, regs);
 	local_irq_restore(flags);
+	osh_clock_add(hook, t0, true);
 	return ret;
 }
 
 static int osh_krp_call_irqs_off(kretprobe_handler_t handler,
 				 struct kretprobe_instance *ri,
-				 struct pt_regs *regs)
+				 struct pt_regs *regs, bool entry)
 {
+	u64 t0 = osh_clock_start();
 	unsigned long flags;
 	int ret;
 
 	local_irq_save(flags);
 	ret = handler(ri, regs);
 	local_irq_restore(flags);
+	osh_clock_add(osh_kretprobe_hook(ri), t0, entry);
 	return ret;
 }
 
@@ -141,7 +193,8 @@ static int osh_krp_entry_irqs_off(struct kretprobe_instance *ri,
 {
 	if (static_branch_unlikely(&osh_probes_only))
 		return 0;
-	return osh_krp_call_irqs_off(osh_kretprobe_hook(ri)->entry, ri, regs);
+	return osh_krp_call_irqs_off(osh_kretprobe_hook(ri)->entry, ri, regs,
+				     true);
 }
 
 static int osh_krp_ret_irqs_off(struct kretprobe_instance *ri,
@@ -151,7 +204,7 @@ static int osh_krp_ret_irqs_off(struct kretprobe_instance *ri,
 
 	if (osh_probes_only_hit(hook))
 		return 0;
-	return osh_krp_call_irqs_off(hook->ret, ri, regs);
+	return osh_krp_call_irqs_off(hook->ret, ri, regs, false);
 }
 
 static u64 osh_css_id(struct cgroup_subsys_state *css)
@@ -161,51 +214,61 @@ static u64 osh_css_id(struct cgroup_subsys_state *css)
 
 /* --- kmem tracepoints ------------------------------------------------- */
 
+/* @s: the object's cache, or NULL (kmalloc) to find it from the slab */
+static void osh_tp_slab_alloc(struct osh_hook *hook, const void *ptr,
+			      struct kmem_cache *s, gfp_t gfp_flags)
+{
+	u64 t0;
+
+	if (osh_hit_only(hook))
+		return;
+	t0 = osh_clock_start();
+	if (unlikely(!ptr)) {
+		OSH_EVENT_INC(kmem_alloc_failed);
+	} else {
+		if (gfp_flags & __GFP_ACCOUNT)
+			OSH_EVENT_INC(kmem_alloc_accounted);
+		/* a large kmalloc's charge is a kmem page event */
+		osh_kmem_slab_alloc(ptr, s, gfp_flags);
+	}
+	osh_clock_add(hook, t0, true);
+}
+
 static void osh_tp_kmalloc(void *data, unsigned long call_site,
 			   const void *ptr, size_t bytes_req,
 			   size_t bytes_alloc, gfp_t gfp_flags, int node)
 {
-	if (osh_hit_only(data))
-		return;
-	if (unlikely(!ptr)) {
-		OSH_EVENT_INC(kmem_alloc_failed);
-		return;
-	}
-	if (gfp_flags & __GFP_ACCOUNT)
-		OSH_EVENT_INC(kmem_alloc_accounted);
-	/* the cache comes from the slab; large kmalloc is a page event */
-	osh_kmem_slab_alloc(ptr, NULL, gfp_flags);
+	osh_tp_slab_alloc(data, ptr, NULL, gfp_flags);
 }
 
 static void osh_tp_kmem_cache_alloc(void *data, unsigned long call_site,
 				    const void *ptr, struct kmem_cache *s,
 				    gfp_t gfp_flags, int node)
 {
-	if (osh_hit_only(data))
-		return;
-	if (unlikely(!ptr)) {
-		OSH_EVENT_INC(kmem_alloc_failed);
-		return;
-	}
-	if (gfp_flags & __GFP_ACCOUNT)
-		OSH_EVENT_INC(kmem_alloc_accounted);
-	osh_kmem_slab_alloc(ptr, s, gfp_flags);
+	osh_tp_slab_alloc(data, ptr, s, gfp_flags);
 }
 
 #if !OSH_FREE_VIA_MEMCG_HOOK
+static void osh_tp_slab_free(struct osh_hook *hook, const void *ptr)
+{
+	u64 t0;
+
+	if (osh_hit_only(hook))
+		return;
+	t0 = osh_clock_start();
+	osh_kmem_slab_free(ptr);
+	osh_clock_add(hook, t0, true);
+}
+
 static void osh_tp_kfree(void *data, unsigned long call_site, const void *ptr)
 {
-	if (osh_hit_only(data))
-		return;
-	osh_kmem_slab_free(ptr);
+	osh_tp_slab_free(data, ptr);
 }
 
 static void osh_tp_kmem_cache_free(void *data, unsigned long call_site,
 				   const void *ptr, const struct kmem_cache *s)
 {
-	if (osh_hit_only(data))
-		return;
-	osh_kmem_slab_free(ptr);
+	osh_tp_slab_free(data, ptr);
 }
 #endif
 
@@ -307,9 +370,21 @@ static void osh_tp_cgroup_attach_task(void *data, struct cgroup *dst_cgrp,
 static void osh_tp_sched_process_fork(void *data, struct task_struct *parent,
 				      struct task_struct *child)
 {
+	u64 t0;
+
 	if (osh_hit_only(data))
 		return;
+	t0 = osh_clock_start();
 	osh_kmem_task_forked(child);
+	osh_clock_add(data, t0, true);
+}
+
+static void osh_tp_task_gone(struct osh_hook *hook, struct task_struct *p)
+{
+	u64 t0 = osh_clock_start();
+
+	osh_kmem_task_gone(p);
+	osh_clock_add(hook, t0, true);
 }
 
 /* Without mem_cgroup_exit() (6.1) the task state goes at exit. */
@@ -318,7 +393,7 @@ static void osh_tp_sched_process_task(void *data, struct task_struct *p)
 	if (osh_hit_only(data))
 		return;
 	if (!OSH_HAVE_MEM_CGROUP_EXIT)
-		osh_kmem_task_gone(p);
+		osh_tp_task_gone(data, p);
 }
 
 #if OSH_SCHED_EXIT_GROUP_DEAD
@@ -335,7 +410,7 @@ static void osh_tp_sched_process_free(void *data, struct task_struct *p)
 {
 	if (osh_hit_only(data))
 		return;
-	osh_kmem_task_gone(p);
+	osh_tp_task_gone(data, p);
 }
 
 /* --- memcg lifecycle kprobes ------------------------------------------ */
@@ -831,8 +906,8 @@ static void osh_hooks_free_counters(void)
 	size_t i;
 
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
-		free_percpu(osh_hooks[i].hits);
-		osh_hooks[i].hits = NULL;
+		free_percpu(osh_hooks[i].stat);
+		osh_hooks[i].stat = NULL;
 	}
 }
 
@@ -868,24 +943,30 @@ static bool osh_hook_off(const struct osh_hook *hook)
  * @probes_only: the handlers only count their hits (no accounting): what
  *		 the probes cost by themselves, and a load that tells a
  *		 fault of the probes from one of the handlers
+ * @time_handlers: sum each hook's handler time (two sched_clock() reads
+ *		   per call), the per-hook cost breakdown
  *
  * A required hook that cannot be attached makes the whole call fail with
  * nothing left attached; an optional one is logged and reported absent.
  *
  * Return: 0 or the error of the first required hook that failed.
  */
-int osh_hooks_attach(bool observe, bool probes_only)
+int osh_hooks_attach(bool observe, bool probes_only, bool time_handlers)
 {
 	size_t i;
 	int err;
 
-	/* before any hook is attached: no handler sees it change */
+	/* before any hook is attached: no handler sees them change */
 	if (probes_only)
 		static_branch_enable(&osh_probes_only);
+	if (time_handlers) {
+		osh_clock_overhead_ns = osh_measure_clock_overhead();
+		static_branch_enable(&osh_time_handlers);
+	}
 
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
-		osh_hooks[i].hits = alloc_percpu(unsigned long);
-		if (!osh_hooks[i].hits) {
+		osh_hooks[i].stat = alloc_percpu(struct osh_hook_stat);
+		if (!osh_hooks[i].stat) {
 			err = -ENOMEM;
 			goto free_counters;
 		}
@@ -927,15 +1008,20 @@ static const char *const osh_hook_kind_names[] = {
 	[OSH_HOOK_KRETPROBE] = "kretprobe",
 };
 
-static unsigned long osh_sum_percpu(unsigned long __percpu *counter)
+static struct osh_hook_stat osh_hook_stat_sum(const struct osh_hook *hook)
 {
-	unsigned long sum = 0;
+	struct osh_hook_stat sum = {};
 	int cpu;
 
-	if (!counter)
-		return 0;
-	for_each_possible_cpu(cpu)
-		sum += *per_cpu_ptr(counter, cpu);
+	if (!hook->stat)
+		return sum;
+	for_each_possible_cpu(cpu) {
+		const struct osh_hook_stat *s = per_cpu_ptr(hook->stat, cpu);
+
+		sum.hits += READ_ONCE(s->hits);
+		sum.timed += READ_ONCE(s->timed);
+		sum.ns += READ_ONCE(s->ns);
+	}
 	return sum;
 }
 
@@ -952,6 +1038,9 @@ static unsigned long osh_hook_misses(const struct osh_hook *hook)
 /**
  * osh_hooks_dump() - one line per hook: state, hits, misses
  * @ob: output
+ *
+ * With time_handlers=1 also the handler calls timed and their total
+ * nanoseconds, and on every line the clock's own cost per timed call.
  */
 void osh_hooks_dump(struct osh_buf *ob)
 {
@@ -959,15 +1048,19 @@ void osh_hooks_dump(struct osh_buf *ob)
 
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++) {
 		const struct osh_hook *hook = &osh_hooks[i];
-		unsigned long missed = osh_hook_misses(hook);
+		struct osh_hook_stat sum = osh_hook_stat_sum(hook);
 
 		osh_buf_printf(ob,
-			       "name=%s kind=%s required=%d state=%s error=%d hits=%lu misses=%lu\n",
+			       "name=%s kind=%s required=%d state=%s error=%d hits=%lu misses=%lu",
 			       hook->name, osh_hook_kind_names[hook->kind],
 			       hook->required,
 			       osh_hook_off(hook) ? "off" :
 			       hook->attached ? "attached" : "absent",
-			       hook->err, osh_sum_percpu(hook->hits), missed);
+			       hook->err, sum.hits, osh_hook_misses(hook));
+		if (static_branch_unlikely(&osh_time_handlers))
+			osh_buf_printf(ob, " timed=%lu handler_ns=%llu clock_overhead_ns=%llu",
+				       sum.timed, sum.ns, osh_clock_overhead_ns);
+		osh_buf_printf(ob, "\n");
 	}
 }
 
@@ -999,7 +1092,7 @@ static unsigned long osh_hook_hits(const char *name)
 	for (i = 0; i < ARRAY_SIZE(osh_hooks); i++)
 		if (!strcmp(osh_hooks[i].name, name))
 			return osh_hooks[i].attached ?
-			       osh_sum_percpu(osh_hooks[i].hits) : 0;
+			       osh_hook_stat_sum(&osh_hooks[i]).hits : 0;
 	return 0;
 }
 

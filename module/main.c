@@ -27,6 +27,7 @@ static unsigned int osh_pagemap_bits = 12;
 static unsigned int osh_taskmap_bits;
 static unsigned int osh_observe = 1;
 static unsigned int osh_probes_only;
+static unsigned int osh_time_handlers;
 
 static int osh_uint_range_set(const char *val, const struct kernel_param *kp,
 			      unsigned int lo, unsigned int hi)
@@ -59,6 +60,7 @@ OSH_UINT_RANGE_PARAM_OPS(pagemap_bits, 6, 22);
 OSH_UINT_RANGE_PARAM_OPS(taskmap_bits, 0, 22);
 OSH_UINT_RANGE_PARAM_OPS(observe, 0, 1);
 OSH_UINT_RANGE_PARAM_OPS(probes_only, 0, 1);
+OSH_UINT_RANGE_PARAM_OPS(time_handlers, 0, 1);
 
 static int osh_designs_set(const char *val, const struct kernel_param *kp)
 {
@@ -108,6 +110,9 @@ MODULE_PARM_DESC(observe,
 module_param_cb(probes_only, &osh_probes_only_ops, &osh_probes_only, 0444);
 MODULE_PARM_DESC(probes_only,
 		 "1: attach every hook but only count its hits, no accounting (the probes' own cost; whether a fault is the probes' or the handlers'); 0: default");
+module_param_cb(time_handlers, &osh_time_handlers_ops, &osh_time_handlers, 0444);
+MODULE_PARM_DESC(time_handlers,
+		 "1: sum each hook's handler time (sched_clock(); instructions under QEMU -icount) into hooks, for the per-hook cost; 0: default");
 
 /*
  * fail_init=STEP makes that step of the load fail with -ENOMEM after it
@@ -233,7 +238,8 @@ static int __init osh_init(void)
 	 * queued the path worker: stop it before anything goes away.
 	 */
 	err_code = osh_init_step("hooks",
-				 osh_hooks_attach(osh_observe, osh_probes_only));
+				 osh_hooks_attach(osh_observe, osh_probes_only,
+						  osh_time_handlers));
 	if (err_code)
 		goto detach_hooks;
 

@@ -48,7 +48,7 @@ void osh_kmem_dump_memcgs(struct osh_buf *ob);
 void osh_kmem_dump_designs(struct osh_buf *ob);
 void osh_kmem_dump_objects(struct osh_buf *ob);
 
-int osh_hooks_attach(bool observe, bool probes_only);
+int osh_hooks_attach(bool observe, bool probes_only, bool time_handlers);
 void osh_hooks_detach(void);
 struct osh_buf;
 void osh_hooks_dump(struct osh_buf *ob);

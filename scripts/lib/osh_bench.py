@@ -13,6 +13,13 @@ Configurations are interleaved over repetitions; "added" is the median of
 the per-repetition differences to "off", the spread is (max - min) / median
 of a configuration's counts.
 
+Per-hook breakdown: after the repetitions the same boot loads the
+reference design (observe=0) and the default designs once more with
+time_handlers=1 (or each --config), and each hook's handlers sum their own
+guest nanoseconds: instructions per call and per operation, per hook.  The
+probes' own trap and dispatch are outside the handlers: their sum with
+probes_only=1's cost should come near the configuration's "added".
+
 --wallclock: the older mode, kmemload workloads timed under plain TCG; the
 ratio of a configuration to "off" within one repetition is a paired
 sample; the table shows the median of those ratios and their spread.
@@ -119,6 +126,65 @@ def icount_configs(kernel: str) -> list[str]:
             + ["default", "observe=0"])
 
 
+def breakdown_configs(kernel: str, user: list[str] | None) -> list[str]:
+    """The configurations whose per-hook cost is broken down."""
+    if user:
+        return [c for c in user if "probes_only=1" not in c.split()]
+    import osh_kernels
+    ref = osh_kernels.KERNELS[kernel or "6.1"].reference
+    return [f"designs={ref} observe=0", "default"]
+
+
+def summarize_breakdown(breakdown: dict, rows: list[dict]) -> list[dict]:
+    """Per configuration, operation and hook: handler calls and instructions
+    per operation, hooks by cost; then the sum, beside the configuration's
+    added instructions minus the probes' own (from @rows, when both ran)."""
+    added = {(r["op"], r["config"]): r["added"] for r in rows if "added" in r}
+    out = []
+    for config, per_op in breakdown.items():
+        for op, b in per_op.items():
+            hooks = sorted(b["hooks"].items(), key=lambda kv: -kv[1]["calls_per_op"]
+                           * kv[1]["instructions_per_call"])
+            total = 0.0
+            for name, h in hooks:
+                per_op_cost = h["calls_per_op"] * h["instructions_per_call"]
+                total += per_op_cost
+                out.append({"config": config, "op": op, "hook": name,
+                            "calls_per_op": h["calls_per_op"],
+                            "instructions_per_call": h["instructions_per_call"],
+                            "instructions_per_op": per_op_cost})
+            row = {"config": config, "op": op, "hook": "(sum of handlers)",
+                   "instructions_per_op": total}
+            if (op, config) in added and (op, "probes_only=1") in added:
+                row["added_beyond_probes"] = (added[(op, config)]
+                                              - added[(op, "probes_only=1")])
+            out.append(row)
+    return out
+
+
+def breakdown_table(rows: list[dict]) -> str:
+    cw = max([len(r["config"]) for r in rows] + [6])
+    hw = max([len(r["hook"]) for r in rows] + [4])
+    out = _head(f"{'op':<13} {'config':<{cw}} {'hook':<{hw}} {'calls/op':>9} "
+                f"{'instr/call':>11} {'instr/op':>9}")
+    last = None
+    for r in rows:
+        key = (r["config"], r["op"])
+        if last and key != last:
+            out.append("")
+        last = key
+        if "calls_per_op" in r:
+            out.append(f"{r['op']:<13} {r['config']:<{cw}} {r['hook']:<{hw}} "
+                       f"{r['calls_per_op']:>9.2f} {r['instructions_per_call']:>11,.0f} "
+                       f"{r['instructions_per_op']:>9,.0f}")
+            continue
+        beyond = (f"   (added - probes_only: {r['added_beyond_probes']:,.0f})"
+                  if "added_beyond_probes" in r else "")
+        out.append(f"{r['op']:<13} {r['config']:<{cw}} {r['hook']:<{hw}} "
+                   f"{'':>9} {'':>11} {r['instructions_per_op']:>9,.0f}{beyond}")
+    return "\n".join(out)
+
+
 def _median_spread(xs: list[float]) -> tuple[float, float]:
     med = statistics.median(xs)
     return med, (max(xs) - min(xs)) / med if med else 0.0
@@ -222,10 +288,15 @@ def main_icount(args, out: Path) -> int:
     import osh_bench_guest
     ops = args.ops or ",".join(osh_bench_guest.OPS)
     configs = ["off"] + args.config if args.config else icount_configs(args.kernel)
+    split = breakdown_configs(args.kernel, args.config)
     osh_vm.log(f"bench: {len(configs)} configurations x {args.reps} repetitions "
-               f"x {len(ops.split(','))} operations, then a nokmem boot")
+               f"x {len(ops.split(','))} operations, {len(split)} per-hook "
+               f"breakdowns, then a nokmem boot")
     icount = {"icount": True, "cpus": 1, "nodes": 1}
-    result = _guest_run(configs, args, ["--ops", ops], out / "icount.run",
+    extra = ["--ops", ops]
+    for c in split:
+        extra += ["--breakdown", c]
+    result = _guest_run(configs, args, extra, out / "icount.run",
                         "counts.json", **icount)
     if result is None:
         return 1
@@ -235,7 +306,9 @@ def main_icount(args, out: Path) -> int:
         return 1
     nokmem = {op: per["off"] for op, per in base["samples"].items()}
     rows = summarize_icount(result["samples"], nokmem)
-    result.update(nokmem=nokmem, summary=rows, kernel=args.kernel or "6.1")
+    split_rows = summarize_breakdown(result.get("breakdown", {}), rows)
+    result.update(nokmem=nokmem, summary=rows, kernel=args.kernel or "6.1",
+                  breakdown_summary=split_rows)
     (out / "cost.json").write_text(json.dumps(result, indent=1))
     iters = ", ".join(f"{w} {a[2]}" for w, a in result["workloads"].items())
     text = (f"objcg_shadow cost on {args.kernel or '6.1'}: guest instructions per "
@@ -244,6 +317,10 @@ def main_icount(args, out: Path) -> int:
             f"{iters}\n'added': median of the paired differences to off; "
             f"'x kmem': added / the kernel's own kmem cost (off - nokmem)\n"
             + icount_table(rows))
+    if split_rows:
+        text += ("\n\nper-hook breakdown (time_handlers=1: each handler's own "
+                 "instructions, the clock's cost taken out; the probes' trap "
+                 "and dispatch are not in it)\n" + breakdown_table(split_rows))
     return _finish(text, rows, result["reps"], out, "cost", plot_icount, args)
 
 

@@ -10,9 +10,13 @@ load every workload runs once untimed (opcount runs its operation once
 before its loop), so first-use costs (shadow state for the new cgroup, task
 state, cold caches) are not in the samples.
 
+--breakdown PARAMS (with --ops): after the repetitions, load once more
+with PARAMS and time_handlers=1 and record, per operation, each hook's
+handler calls and their summed guest nanoseconds (instructions).
+
 usage: osh_bench_guest.py --config off --config "designs=v6.1" [--config PARAMS]
                           [--workloads dentry,pipe,... | --ops stat,fork,...]
-                          [--scale X] --reps N --json PATH
+                          [--breakdown PARAMS ...] [--scale X] --reps N --json PATH
 """
 import argparse
 import json
@@ -119,6 +123,42 @@ def time_workload_warm(workload, scale):
     return time_workload(workload_args(workload, scale))
 
 
+HOOKS = "/sys/kernel/debug/objcg_shadow/hooks"
+
+
+def hook_times():
+    """name -> (handler calls timed, their ns) from the hooks file; and the
+    clock's own cost per timed call."""
+    times, overhead = {}, 0
+    with open(HOOKS) as f:
+        for line in f:
+            kv = dict(w.split("=", 1) for w in line.split() if "=" in w)
+            if "timed" not in kv:
+                raise RuntimeError("hooks shows no handler times: was the "
+                                   "module loaded with time_handlers=1?")
+            times[kv["name"]] = (int(kv["timed"]), int(kv["handler_ns"]))
+            overhead = int(kv["clock_overhead_ns"])
+    return times, overhead
+
+
+def breakdown_op(op, scale):
+    """Per hook: handler calls and instructions per operation, the clock's
+    cost taken out; only hooks whose handlers ran."""
+    n = op_iterations(op, scale)
+    before, overhead = hook_times()
+    count_op(op, scale)
+    after, _ = hook_times()
+    per_hook = {}
+    for name, (calls, ns) in after.items():
+        calls -= before[name][0]
+        ns -= before[name][1]
+        if calls > 0:
+            per_hook[name] = {"calls_per_op": calls / n,
+                              "instructions_per_call":
+                                  max(ns / calls - overhead, 0.0)}
+    return {"clock_overhead": overhead, "hooks": per_hook}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--config", action="append", required=True,
@@ -126,6 +166,9 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
     ap.add_argument("--ops", help="count instructions of these operations "
                     "instead of timing workloads")
+    ap.add_argument("--breakdown", action="append", default=[],
+                    metavar="PARAMS", help="with --ops: per-hook handler "
+                    "instructions under these parameters; repeat")
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--scale", type=float, default=1.0)
     ap.add_argument("--json", required=True)
@@ -139,6 +182,8 @@ def main():
     unknown = [w for w in workloads if w not in known]
     if unknown:
         ap.error("unknown workload or operation %s" % ", ".join(unknown))
+    if args.breakdown and not args.ops:
+        ap.error("--breakdown needs --ops")
     write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
     os.makedirs(BENCH_CG, exist_ok=True)
     samples = {w: {c: [] for c in configs} for w in workloads}
@@ -156,6 +201,13 @@ def main():
                 print("[guest] rep %d/%d, %d/%d runs (%.0fs): %s" % (
                     rep + 1, args.reps, done, total,
                     time.monotonic() - t0, config), flush=True)
+        breakdown = {}
+        for config in args.breakdown:
+            load(config + " time_handlers=1")
+            breakdown[config] = {w: breakdown_op(w, args.scale)
+                                 for w in workloads}
+            print("[guest] per-hook breakdown (%.0fs): %s" % (
+                time.monotonic() - t0, config), flush=True)
     finally:
         load("off")
         os.rmdir(BENCH_CG)
@@ -166,7 +218,7 @@ def main():
                    "workloads": {w: (["opcount", w, str(op_iterations(w, args.scale))]
                                      if args.ops else workload_args(w, args.scale))
                                  for w in workloads},
-                   "samples": samples}, f, indent=1)
+                   "samples": samples, "breakdown": breakdown}, f, indent=1)
     return 0
 
 

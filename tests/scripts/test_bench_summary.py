@@ -62,6 +62,34 @@ def test_table_shows_every_row():
         assert needle in text, (needle, text)
 
 
+def test_breakdown_per_op_sums_and_compares():
+    # 2 kfree calls of 300 and 1 kmalloc call of 500 per op: 1,100; the
+    # probes' floor is taken from the configuration's added
+    breakdown = {"designs=v6.1 observe=0": {"open": {"clock_overhead": 30, "hooks": {
+        "kfree": {"calls_per_op": 2.0, "instructions_per_call": 300.0},
+        "kmalloc": {"calls_per_op": 1.0, "instructions_per_call": 500.0}}}}}
+    summary = [{"op": "open", "config": "designs=v6.1 observe=0", "added": 1400},
+               {"op": "open", "config": "probes_only=1", "added": 200}]
+    rows = osh_bench.summarize_breakdown(breakdown, summary)
+    assert [r["hook"] for r in rows] == ["kfree", "kmalloc", "(sum of handlers)"], rows
+    assert rows[0]["instructions_per_op"] == 600
+    assert rows[2]["instructions_per_op"] == 1100
+    assert rows[2]["added_beyond_probes"] == 1200
+    text = osh_bench.breakdown_table(rows)
+    for needle in ("kfree", "2.00", "1,100", "added - probes_only: 1,200"):
+        assert needle in text, (needle, text)
+    # without the probes' row nothing is compared
+    rows = osh_bench.summarize_breakdown(breakdown, summary[:1])
+    assert "added_beyond_probes" not in rows[-1]
+
+
+def test_breakdown_configs():
+    assert osh_bench.breakdown_configs("6.12", None) == [
+        "designs=v6.7 observe=0", "default"]
+    assert osh_bench.breakdown_configs(None, ["designs=v6.1", "probes_only=1"]) == [
+        "designs=v6.1"]
+
+
 def main():
     failed = 0
     for name, fn in sorted(globals().items()):
