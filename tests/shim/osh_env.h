@@ -139,6 +139,12 @@ typedef struct { long counter; } atomic_long_t;
 #define set_bit(nr, addr)						\
 	((void)__atomic_fetch_or((addr), 1UL << (nr), __ATOMIC_SEQ_CST))
 
+/* Index of the first zero bit of @word, which must have one. */
+static inline unsigned long ffz(unsigned long word)
+{
+	return (unsigned long)__builtin_ctzl(~word);
+}
+
 typedef struct { int refs; } refcount_t;
 #define refcount_set(r, n)	__atomic_store_n(&(r)->refs, (n), __ATOMIC_RELAXED)
 #define refcount_read(r)	__atomic_load_n(&(r)->refs, __ATOMIC_RELAXED)
