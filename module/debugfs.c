@@ -123,6 +123,7 @@ static struct osh_debugfs_file osh_debugfs_files[] = {
 	{ "designs", osh_kmem_dump_designs },
 	{ "observed", osh_observed_dump },
 	{ "objects", osh_kmem_dump_objects },
+	{ "slabmodel", osh_slabmodel_dump },
 };
 
 /**

@@ -395,6 +395,15 @@ bool osh_kmem_cache_accounted(struct kmem_cache *s, gfp_t gfp)
 	return (gfp & __GFP_ACCOUNT) || (osh_cache_layout(s)->flags & SLAB_ACCOUNT);
 }
 
+/* An object of a SLAB_ACCOUNT cache the kernel charges to no memcg. */
+static void osh_slabmodel_log_uncharged(const void *ptr, struct kmem_cache *s)
+{
+	if (!s)
+		s = osh_obj_cache(ptr);
+	if (s && (osh_cache_layout(s)->flags & SLAB_ACCOUNT))
+		osh_slabmodel_log_alloc(ptr, s, NULL);
+}
+
 /**
  * osh_kmem_slab_alloc() - account one slab allocation event
  * @ptr: the object
@@ -410,8 +419,14 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 	bool accounted;
 	int node;
 
-	if (unlikely(!ptr) || !osh_memcg_kmem_on())
+	if (unlikely(!ptr))
 		return;
+	if (!osh_memcg_kmem_on()) {
+		/* before the first memcg nothing is charged, but slabs fill */
+		if (osh_slabmodel_enabled)
+			osh_slabmodel_log_uncharged(ptr, s);
+		return;
+	}
 	if (!s) {
 		s = osh_obj_cache(ptr);
 		if (!s) {
@@ -432,13 +447,19 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 		return;
 	}
 	node = page_to_nid(virt_to_page(ptr));
-	if (!osh_charge_begin(&c, node, true, osh_kernel_objcg_of_obj, ptr, s))
+	if (!osh_charge_begin(&c, node, true, osh_kernel_objcg_of_obj, ptr, s)) {
+		/* charged to no memcg: the root's caches before 5.9 */
+		if (osh_slabmodel_enabled)
+			osh_slabmodel_log_alloc(ptr, s, NULL);
 		return;
+	}
 	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
 			    (unsigned long)ptr, osh_obj_full_size(s), node,
 			    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
 			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE,
 			    c.kernel_objcg ? 0 : OSH_OBJINFO_KERNEL_UNCHARGED);
+	if (osh_slabmodel_enabled)
+		osh_slabmodel_log_alloc(ptr, s, c.shadow);
 	osh_charge_end(&c);
 }
 
@@ -479,6 +500,10 @@ void osh_kmem_slab_free(const void *ptr)
 	/* the kernel's free hook clears its vector after this event */
 	s = osh_obj_cache(ptr);
 	kernel_charged = s && osh_kernel_obj_objcg(ptr, s);
+	/* the model holds every object of SLAB_ACCOUNT caches, charged or not */
+	if (osh_slabmodel_enabled && s &&
+	    (kernel_charged || (osh_cache_layout(s)->flags & SLAB_ACCOUNT)))
+		osh_slabmodel_log_free(ptr);
 	if (!kernel_charged && osh_acct_kernel_charged_all(&osh_acct))
 		return;
 	if (osh_uncharge_on_this_cpu(osh_acct_slab_free, (unsigned long)ptr))
@@ -682,6 +707,8 @@ void osh_kmem_memcg_offline(u64 id)
 	if (!memcg)
 		return;
 	osh_acct_memcg_offline(&osh_acct, memcg);
+	if (osh_slabmodel_enabled)
+		osh_slabmodel_log_offline(memcg);
 	osh_memcg_put(memcg);
 }
 

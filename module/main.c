@@ -22,6 +22,7 @@ static unsigned int osh_keep_freed = 256;
 static char osh_designs_param[256] = OSH_DEFAULT_DESIGNS;
 static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
+static bool osh_memcgptr;	/* designs= named memcgptr: run the slab model */
 static unsigned int osh_objmap_bits = 17;
 static unsigned int osh_pagemap_bits = 12;
 static unsigned int osh_taskmap_bits;
@@ -119,7 +120,7 @@ MODULE_PARM_DESC(time_handlers,
  * has done its work, so the unwinding of every step can be tested.
  */
 static const char *const osh_init_steps[] = {
-	"kmem", "debugfs", "hooks", "discover", "start",
+	"kmem", "slabmodel", "debugfs", "hooks", "discover", "start",
 };
 
 static char osh_fail_init[16];
@@ -132,7 +133,7 @@ static int osh_fail_init_set(const char *val, const struct kernel_param *kp)
 		if (sysfs_streq(val, osh_init_steps[i]))
 			return param_set_copystring(osh_init_steps[i], kp);
 	}
-	pr_err("fail_init=%s is invalid: accepted values are kmem, debugfs, hooks, discover, start\n",
+	pr_err("fail_init=%s is invalid: accepted values are kmem, slabmodel, debugfs, hooks, discover, start\n",
 	       val);
 	return -EINVAL;
 }
@@ -212,6 +213,14 @@ static int __init osh_init(void)
 		if (WARN_ON_ONCE(osh_nr_designs < 0))
 			return -EINVAL;
 	}
+	osh_nr_designs = osh_design_take_slab_layouts(osh_designs,
+						      osh_nr_designs,
+						      &osh_memcgptr);
+	if (!osh_nr_designs) {
+		pr_err("designs=%s: memcgptr is compared with the slab layout of an obj_cgroup design: name one too (e.g. %s)\n",
+		       osh_designs_param, OSH_REFERENCE_DESIGN);
+		return -EINVAL;
+	}
 	err_code = osh_kernel_verify();
 	if (err_code) {
 		pr_err("refusing to load: this kernel is not one objcg_shadow verified (built for the %s family; supported: %s)\n",
@@ -226,6 +235,10 @@ static int __init osh_init(void)
 	if (err_code)
 		return err_code;
 	err_code = osh_init_step("kmem", 0);
+	if (err_code)
+		goto free_kmem;
+	err_code = osh_init_step("slabmodel",
+				 osh_memcgptr ? osh_slabmodel_init() : 0);
 	if (err_code)
 		goto free_kmem;
 
@@ -266,6 +279,7 @@ remove_debugfs:
 	osh_debugfs_exit();
 free_kmem:
 	osh_kmem_stop();
+	osh_slabmodel_exit();
 	osh_tree_destroy(&osh_tree);
 	/* records and objcgs are freed by RCU callbacks of this module */
 	rcu_barrier();
@@ -279,6 +293,7 @@ static void __exit osh_exit(void)
 	osh_paths_stop();
 	osh_debugfs_exit();
 	osh_kmem_stop();
+	osh_slabmodel_exit();
 	osh_tree_destroy(&osh_tree);
 	/* records and objcgs are freed by RCU callbacks of this module */
 	rcu_barrier();

@@ -19,6 +19,18 @@ extern struct osh_memcg_tree osh_tree;
 extern struct osh_acct osh_acct;
 
 int osh_kernel_verify(void);
+bool osh_cache_name(unsigned long cache, char *buf, size_t len);
+bool osh_cache_names_known(void);
+
+/* The slab model of the memcgptr design (slab_events.c). */
+extern bool osh_slabmodel_enabled;
+int osh_slabmodel_init(void);
+void osh_slabmodel_exit(void);
+void osh_slabmodel_log_alloc(const void *ptr, struct kmem_cache *s,
+			     const struct osh_memcg *memcg);
+void osh_slabmodel_log_free(const void *ptr);
+void osh_slabmodel_log_offline(const struct osh_memcg *memcg);
+void osh_slabmodel_dump(struct osh_buf *ob);
 
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		  unsigned int objmap_bits, unsigned int pagemap_bits,

@@ -9,6 +9,7 @@
 
 #include <linux/kprobes.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
 #include <linux/utsname.h>
 #include "compat.h"
 #include "osh_module.h"
@@ -92,6 +93,100 @@ static int osh_verify_kmalloc(gfp_t gfp, bool accounted)
 	return err;
 }
 
+/* Offset of kmem_cache.name, found on the verification caches; 0: unknown. */
+static unsigned int osh_cache_name_off;
+
+/*
+ * Read a pointer field of @s and check that it points into the kernel half:
+ * a nofault read of a non-canonical address is a #GP, which x86 warns about.
+ */
+static const char *osh_cache_ptr_field(const struct kmem_cache *s,
+				       unsigned int off)
+{
+	const char *p;
+
+	if (copy_from_kernel_nofault(&p, (const char *)s + off, sizeof(p)) ||
+	    (unsigned long)p < PAGE_OFFSET)
+		return NULL;
+	return p;
+}
+
+static bool osh_cache_name_at(const struct kmem_cache *s, unsigned int off,
+			      const char *want)
+{
+	const char *name = osh_cache_ptr_field(s, off);
+	size_t len = strlen(want) + 1;
+	char got[32];
+
+	if (!name || len > sizeof(got) || copy_from_kernel_nofault(got, name, len))
+		return false;
+	return !memcmp(got, want, len);
+}
+
+/*
+ * The name is further into struct kmem_cache than the mirror, at an offset
+ * that depends on the config: the one pointer field that holds both
+ * verification caches' names is it.  Not finding it only loses names.
+ */
+static void osh_find_cache_name(const struct kmem_cache *a,
+				const struct kmem_cache *b)
+{
+	unsigned int off;
+
+	for (off = sizeof(struct osh_slub_cache_prefix); off < 512;
+	     off += sizeof(void *)) {
+		if (osh_cache_name_at(a, off, "objcg_shadow_verify_a") &&
+		    osh_cache_name_at(b, off, "objcg_shadow_verify_b")) {
+			osh_cache_name_off = off;
+			return;
+		}
+	}
+	pr_warn("kmem_cache.name not found: slab model caches are named by size\n");
+}
+
+/**
+ * osh_cache_names_known() - whether osh_cache_name() can name caches
+ *
+ * Return: true once the load found kmem_cache.name.
+ */
+bool osh_cache_names_known(void)
+{
+	return osh_cache_name_off;
+}
+
+/**
+ * osh_cache_name() - the name of a slab cache
+ * @cache: a struct kmem_cache, as an address
+ * @buf: output
+ * @len: its size
+ *
+ * Read without faulting: the cache may have been destroyed since the
+ * event that named it.
+ *
+ * Return: true if @buf holds the name.
+ * Context: any.
+ */
+bool osh_cache_name(unsigned long cache, char *buf, size_t len)
+{
+	const char *name;
+	size_t i;
+
+	if (!osh_cache_name_off || !len)
+		return false;
+	name = osh_cache_ptr_field((const struct kmem_cache *)cache,
+				   osh_cache_name_off);
+	if (!name)
+		return false;
+	for (i = 0; i < len - 1; i++) {
+		if (copy_from_kernel_nofault(&buf[i], name + i, 1))
+			return false;
+		if (!buf[i])
+			return i > 0;
+	}
+	buf[i] = '\0';
+	return true;
+}
+
 static int osh_slab_layout_verify(void)
 {
 	struct kmem_cache *a, *b;
@@ -108,6 +203,8 @@ static int osh_slab_layout_verify(void)
 		err = err ?: osh_verify_cache(b, 72, 0);
 		err = err ?: osh_verify_kmalloc(GFP_KERNEL, false);
 		err = err ?: osh_verify_kmalloc(GFP_KERNEL_ACCOUNT, true);
+		if (!err)
+			osh_find_cache_name(a, b);
 	}
 	kmem_cache_destroy(a);
 	kmem_cache_destroy(b);

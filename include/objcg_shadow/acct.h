@@ -58,6 +58,11 @@ struct osh_design {
 	 * its page stock and leaves the obj stock's bytes and objcg behind.
 	 */
 	bool cpu_dead_drains_obj_stock;
+	/*
+	 * memcgptr (before 5.9): per-memcg slab caches.  Not an obj_cgroup
+	 * design: it runs in the slab model (slabmodel.h), not in acct.
+	 */
+	bool per_memcg_caches;
 };
 
 enum osh_slab_type {
@@ -269,6 +274,8 @@ static inline size_t osh_objinfo_size(const struct osh_acct *acct)
 int osh_design_parse(struct osh_design *designs, unsigned int max,
 		     const char *list, char *err, size_t err_len);
 const char *osh_design_known_names(void);
+unsigned int osh_design_take_slab_layouts(struct osh_design *designs,
+					  unsigned int nr, bool *memcgptr);
 
 int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 		  unsigned int nr_designs, unsigned int nr_nodes,

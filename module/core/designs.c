@@ -20,9 +20,11 @@ static const struct osh_design osh_base_designs[] = {
 	{ .name = "v7.3", .per_node_objcg = true,
 	  .task_cache = OSH_TASK_CACHE_SINGLE, .stock_slots = 5,
 	  .stock_kind = OSH_STOCK_ROUND_ROBIN, .cpu_dead_drains_obj_stock = true },
+	{ .name = "memcgptr", .per_memcg_caches = true },
 };
 
 #define OSH_DESIGN_BASES	"v6.1, v6.7, v7.1, pernode, v7.3"
+#define OSH_DESIGN_LAYOUTS	"memcgptr (per-memcg slab caches, beside one of those)"
 #define OSH_DESIGN_KNOBS	"+stockN (N=1..8), +memcgkey, +pernode, +pagenode"
 
 /**
@@ -32,7 +34,8 @@ static const struct osh_design osh_base_designs[] = {
  */
 const char *osh_design_known_names(void)
 {
-	return OSH_DESIGN_BASES ", each optionally with " OSH_DESIGN_KNOBS;
+	return OSH_DESIGN_BASES ", each optionally with " OSH_DESIGN_KNOBS
+	       "; and " OSH_DESIGN_LAYOUTS;
 }
 
 static int osh_parse_one(struct osh_design *out, const char *tok, size_t len,
@@ -54,6 +57,8 @@ static int osh_parse_one(struct osh_design *out, const char *tok, size_t len,
 	*out = osh_base_designs[i];
 	memcpy(out->name, tok, len);
 	out->name[len] = '\0';
+	if (out->per_memcg_caches && plus)
+		goto unknown;	/* a slab layout has no stock to tune */
 
 	while (plus) {
 		const char *opt = plus + 1;
@@ -139,6 +144,30 @@ int osh_design_parse(struct osh_design *designs, unsigned int max,
 		return -EINVAL;
 	}
 	return n;
+}
+
+/**
+ * osh_design_take_slab_layouts() - move slab-layout designs out of a list
+ * @designs: parsed designs; the obj_cgroup ones are kept, in order
+ * @nr: how many
+ * @memcgptr: set if memcgptr was among them
+ *
+ * Return: how many obj_cgroup designs remain.
+ */
+unsigned int osh_design_take_slab_layouts(struct osh_design *designs,
+					  unsigned int nr, bool *memcgptr)
+{
+	unsigned int i, kept = 0;
+
+	*memcgptr = false;
+	for (i = 0; i < nr; i++) {
+		if (designs[i].per_memcg_caches) {
+			*memcgptr = true;
+			continue;
+		}
+		designs[kept++] = designs[i];
+	}
+	return kept;
 }
 
 /* --- dumps ---------------------------------------------------------------- */

@@ -14,11 +14,13 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 from osh_guest import (DEBUG_KERNEL, FAMILY, REFERENCE, TestSkipped,  # noqa: E402
                        Workload, cg_mkdir, cg_rmdir_tree, check,
                        dmesg_mark, enable_memory, ensure_unloaded, insmod,
-                       module_loaded, read_kv, run_tests, scaled)
+                       module_loaded, read_kv, run_tests, scaled,
+                       KMEMLOAD, cg_path, wait_for)
 import osh_bench  # noqa: E402
 import osh_compare  # noqa: E402
 import osh_designs  # noqa: E402
 import osh_experiment_guest as exp  # noqa: E402
+import osh_slabmodel  # noqa: E402
 import osh_state  # noqa: E402
 
 ALL = ",".join(dict.fromkeys([REFERENCE, "v6.1", "v6.7", "v7.1", "pernode",
@@ -171,7 +173,10 @@ def test_bad_designs_refused():
             ("v6.2", "designs=v6.2 is invalid: unknown design 'v6.2': valid "
              "designs are v6.1, v6.7, v7.1, pernode"),
             ("v7.1+stock9", "unknown design 'v7.1+stock9'"),
-            ("v6.1,v6.1", "design 'v6.1' given twice")):
+            ("v6.1,v6.1", "design 'v6.1' given twice"),
+            ("memcgptr", "memcgptr is compared with the slab layout of an "
+             "obj_cgroup design: name one too"),
+            ("v6.1,memcgptr+stock2", "unknown design 'memcgptr+stock2'")):
         since = dmesg_mark()
         p = insmod("designs=" + value, must_succeed=False)
         check(p.returncode != 0 and not module_loaded(),
@@ -253,6 +258,65 @@ def test_observe_off_skips_the_fidelity_kprobes():
     finally:
         ensure_unloaded()
         cg_rmdir_tree("exp")
+
+def test_slab_model_follows_kernel_and_pins_dead_memcgs():
+    """designs=REF,memcgptr: while 8 cgroups create files, the slab model's
+    shared layout grows the dentry cache by the kernel's own slab change
+    (within 10%); memcgptr holds the same objects on at least as many
+    slabs; cgroups removed while their files live stay pinned under
+    memcgptr, their pointers swapped to the parent.  Files created before
+    the window fill the free slots the kernel's slabs had before the load,
+    which the model cannot know."""
+    insmod("designs=%s,memcgptr" % REFERENCE)
+    dirs = ["/mnt/osh-sm%d" % i for i in range(8)] + ["/mnt/osh-smfill"]
+    try:
+        setup()
+        n = scaled(1500, 300)
+        exp.mkcg("exp/smfill")
+        subprocess.run([KMEMLOAD, "--cgroup", cg_path("exp/smfill"), "--count",
+                        str(scaled(4000, 1000)), "--keep-files", "--dir", dirs[-1],
+                        "dentry"], check=True, stdout=subprocess.DEVNULL)
+        before = osh_slabmodel.read()
+        k0 = osh_slabmodel.kernel_slabs("dentry")
+        for i, d in enumerate(dirs[:8]):
+            exp.mkcg("exp/sm%d" % i)
+            subprocess.run([KMEMLOAD, "--cgroup", cg_path("exp/sm%d" % i),
+                            "--count", str(n), "--keep-files", "--dir", d,
+                            "dentry"], check=True, stdout=subprocess.DEVNULL)
+        after = osh_slabmodel.read()
+        k1 = osh_slabmodel.kernel_slabs("dentry")
+        shared = osh_slabmodel.cache_delta(before, after, "dentry", "shared_slabs")
+        per_memcg = osh_slabmodel.cache_delta(before, after, "dentry",
+                                              "memcgptr_slabs")
+        objs = [osh_slabmodel.cache_delta(before, after, "dentry", f)
+                for f in ("shared_objects", "memcgptr_objects")]
+        print("METRIC slabmodel dentry kernel=+%d shared=+%d memcgptr=+%d "
+              "objects=+%d" % (k1 - k0, shared, per_memcg, objs[0]), flush=True)
+        check(after["log"]["dropped"] == 0 and after["events"]["alloc_failed"] == 0,
+              "the model lost events: %s %s" % (after["log"], after["events"]))
+        check(objs[0] == objs[1] and objs[0] >= 8 * n,
+              "layouts hold different objects, or too few: %s" % objs)
+        check(k1 - k0 > 0 and abs(shared - (k1 - k0)) <= 0.1 * (k1 - k0),
+              "shared layout +%d slabs, the kernel +%d" % (shared, k1 - k0))
+        check(per_memcg >= shared, "memcgptr +%d < shared +%d" % (per_memcg, shared))
+        for i in range(4):
+            os.rmdir(cg_path("exp/sm%d" % i))
+        pinned = wait_for(lambda: osh_slabmodel.read()["memcgptr"]["pinned_memcgs"] >= 4
+                          and osh_slabmodel.read()["memcgptr"], what="4 pinned memcgs")
+        check(pinned["ptr_swaps"] - before["memcgptr"]["ptr_swaps"] >= 4,
+              "offlines swapped no pointers: %s" % pinned)
+        check(pinned["pinned_pages"] > 0, "pinned memcgs hold no pages: %s" % pinned)
+        # objects the kernel charges to no memcg fill the root's caches
+        before = osh_slabmodel.read()
+        subprocess.run([KMEMLOAD, "--count", "500", "--keep-files", "--dir",
+                        dirs[0] + "root", "dentry"], check=True,
+                       stdout=subprocess.DEVNULL)
+        root = osh_slabmodel.cache_delta(before, osh_slabmodel.read(), "dentry",
+                                         "memcgptr_objects")
+        check(root >= 500, "500 files of the root memcg: %+d dentries modelled" % root)
+    finally:
+        ensure_unloaded()
+        subprocess.run(["rm", "-rf", dirs[0] + "root"] + dirs)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from osh_guest import (REFERENCE, Workload, cg_id, cg_mkdir,  # noqa: E402
 import osh_compare  # noqa: E402
 import osh_state  # noqa: E402
 
-INIT_STEPS = ("kmem", "debugfs", "hooks", "discover", "start")
+INIT_STEPS = ("kmem", "slabmodel", "debugfs", "hooks", "discover", "start")
 REPORTS = ("WARNING:", "BUG:", "Oops", "refcount_t", "leak", "lockdep",
            "circular locking", "INFO: task", "stall")
 
@@ -64,7 +64,9 @@ def test_every_init_failure_unwound():
     try:
         for i, step in enumerate(INIT_STEPS):
             cg_mkdir("initfail/c%d" % i)
-            p = insmod("fail_init=" + step, must_succeed=False)
+            # memcgptr: the slab model's worker is running at every later step
+            p = insmod("fail_init=%s designs=v6.1,memcgptr" % step,
+                       must_succeed=False)
             check(p.returncode != 0, "fail_init=%s: the load succeeded" % step)
             check("Cannot allocate memory" in p.stderr,
                   "fail_init=%s: insmod said %r, not ENOMEM" % (step, p.stderr))
