@@ -11,6 +11,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import osh_compare  # noqa: E402
+import osh_slabmodel  # noqa: E402
 import osh_state  # noqa: E402
 
 REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(HERE)))
@@ -66,6 +67,7 @@ def main():
     say("objcg_shadow %s on %s, %s CPUs" % (
         open("/sys/kernel/debug/objcg_shadow/version").read().split()[0],
         os.uname().release, os.cpu_count()))
+    slab_before = osh_slabmodel.snapshot()     # None unless memcgptr is loaded
     build_tree()
     loads = []
     for leaf, args in TREE.items():
@@ -85,6 +87,12 @@ def main():
     res = osh_compare.collect(sh, sh.default_design(), CG, False, "/demo")
     res["rows"] = [r for r in res["rows"] if "." not in r["counter"]]
     osh_compare.print_table(res)
+    slab_after = osh_slabmodel.snapshot()
+    if slab_before and slab_after:
+        say("slab pages of the tree's workloads: shared caches against the "
+            "2019 per-memcg caches (memcgptr)")
+        print(osh_slabmodel.table(osh_slabmodel.window(
+            slab_before, slab_after, os.sysconf("SC_PAGE_SIZE"))))
     say("rmdir a leaf after moving its task out: its objcg is reparented")
     p = loads[0]
     write(os.path.join(CG, "demo", "db", "cgroup.procs"), str(p.pid))

@@ -16,6 +16,9 @@ kernel's own stock operations, counted by probes ("observed"):
 """
 from __future__ import annotations
 
+import os
+
+import osh_slabmodel
 import osh_state
 
 REFERENCE = "v6.1"     # when the module does not say (older builds)
@@ -193,4 +196,10 @@ def main(args) -> int:
     agr = agreement(d)
     print()
     print(agreement_text(agr, reference_of(d)))
+    model = osh_slabmodel.parse(osh_state.read_records("slabmodel", args.debugfs)) \
+        if os.path.exists(os.path.join(args.debugfs, "slabmodel")) else None
+    if model and model["enabled"]:
+        print()
+        print(osh_slabmodel.designs_text(model, list(d["designs"]),
+                                         os.sysconf("SC_PAGE_SIZE")))
     return 0 if all(a["ok"] for a in agr.values()) else 1

@@ -9,19 +9,20 @@ import sys
 from pathlib import Path
 
 import osh_designs
+import osh_slabmodel
 import osh_vm
 
 REPO = Path(__file__).resolve().parents[2]
 # per kernel: its own design first, then the ones the experiments compare
 DESIGNS = {
-    "6.1": "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey",
-    "6.12": "v6.7,v6.1,v7.1,pernode,v7.1+stock2,v7.1+memcgkey",
+    "6.1": "v6.1,v6.7,v7.1,pernode,v7.1+stock2,v7.1+memcgkey,memcgptr",
+    "6.12": "v6.7,v6.1,v7.1,pernode,v7.1+stock2,v7.1+memcgkey,memcgptr",
     # 7.3, the regressed one-slot v7.1, the hotfix, the seed's task array on
     # 7.3's stock, and the series' next patch (objcg of the page's node)
-    "7.3": "v7.3,v7.1,v7.1+memcgkey,v7.3+pernode,v7.3+pagenode,v6.7",
+    "7.3": "v7.3,v7.1,v7.1+memcgkey,v7.3+pernode,v7.3+pagenode,v6.7,memcgptr",
 }
 TIME_REPS = 5
-NAMES = ("switch", "memcgs", "slots", "reparent", "crossnode")
+NAMES = ("switch", "memcgs", "slots", "reparent", "crossnode", "slabshare")
 
 PLOT_KEYS = [("drains", "drain_objcg"), ("charges", "charge_ops"),
              ("uncharges", "uncharge_ops"), ("node flushes", "drain_node"),
@@ -55,6 +56,36 @@ def plot(result: dict, path: Path) -> bool:
     return True
 
 
+def plot_slab(result: dict, path: Path) -> bool:
+    """Pages each layout added per cache, beside the kernel's own."""
+    plt = osh_vm.pyplot()
+    rows = result["slab"]["caches"][:10]
+    fig, ax = plt.subplots(figsize=(11, 4.8))
+    series = [("kernel (/sys/kernel/slab)", lambda r: (r["kernel_slabs"] or 0)
+               << r["order"]),
+              ("shared caches (obj_cgroup designs)", lambda r: r["shared_pages"]),
+              ("per-memcg caches (memcgptr)", lambda r: r["memcgptr_pages"])]
+    width = 0.8 / len(series)
+    for i, (label, value) in enumerate(series):
+        ax.bar([j + i * width for j in range(len(rows))],
+               [value(r) for r in rows], width, label=label)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(rows))])
+    ax.set_xticklabels([r["cache"] for r in rows], rotation=30, ha="right",
+                       fontsize=8)
+    ax.set_ylabel("slab pages added in the window")
+    t = result["slab"]["totals"]
+    ax.set_title("objcg_shadow experiment '%s': pages shared %+d, memcgptr %+d; "
+                 "%d dead memcgs pinned under memcgptr" % (
+                     result["experiment"], t["shared"]["pages"],
+                     t["memcgptr"]["pages"], result["slab"]["pinned_memcgs"]),
+                 fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
 def turn_time_text(tt: dict) -> str:
     return ("time per turn, module unloaded (%d runs of %d turns; TCG wall "
             "clock, noisy): median %.1f us, range %.1f .. %.1f us" % (
@@ -70,6 +101,8 @@ def report(result: dict, png: Path | None) -> str:
                                    osh_designs.reference_of(result["delta"]))]
     if result.get("turn_time"):
         out.append(turn_time_text(result["turn_time"]))
+    if result.get("slab"):
+        out.append(osh_slabmodel.table(result["slab"]))
     if png:
         out.append("plot: %s" % png)
     return "\n".join(out)
@@ -99,7 +132,10 @@ def main(args) -> int:
     (out / f"{args.name}{suffix}.json").write_text(json.dumps(result, indent=1))
     png = out / f"{args.name}{suffix}.png"
     if not args.no_plot:
-        plot(result, png)
+        if args.name == "slabshare" and result.get("slab"):
+            plot_slab(result, png)
+        else:
+            plot(result, png)
     text = report(result, None if args.no_plot else png)
     (out / f"{args.name}{suffix}.txt").write_text(text + "\n")
     print(text)

@@ -20,6 +20,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import osh_designs  # noqa: E402
+import osh_slabmodel  # noqa: E402
 
 REPO = os.environ.get("OSH_REPO", os.path.dirname(os.path.dirname(HERE)))
 WL = os.path.join(REPO, "tests", "workloads")
@@ -48,27 +49,40 @@ class Window:
 
     def __init__(self):
         self.before = self.after = None
+        self.slab_before = self.slab_after = None
         self.t_open = self.seconds = None
 
     def open(self):
         self.before = osh_designs.snapshot()
+        self.slab_before = osh_slabmodel.snapshot()
         self.t_open = time.monotonic()
 
     def close(self):
         self.after = osh_designs.snapshot()
+        self.slab_after = osh_slabmodel.snapshot()
         self.seconds = time.monotonic() - self.t_open
 
     def delta(self):
         return osh_designs.delta(self.before, self.after)
 
+    def slab(self):
+        """The slab model's window, or None without memcgptr."""
+        if not (self.slab_before and self.slab_after):
+            return None
+        return osh_slabmodel.window(self.slab_before, self.slab_after,
+                                    os.sysconf("SC_PAGE_SIZE"))
 
-def measure(fn, scale=1.0):
-    """Run experiment @fn; return (its description, the window's delta)."""
+
+def measure(fn, scale=1.0, slab=None):
+    """Run experiment @fn; return (its description, the window's delta).
+    @slab, a dict, receives the slab model's window when there is one."""
     w = Window()
     w.open()
     what = fn(scale, w)
     if w.after is None:
         w.close()
+    if slab is not None and w.slab():
+        slab.update(w.slab())
     return what, w.delta()
 
 
@@ -182,9 +196,37 @@ def exp_crossnode(scale, window):
            "CPUs every 50 files" % int(4000 * scale)
 
 
+def exp_slabshare(scale, window):
+    """Many small cgroups, the case per-memcg caches served worst: each
+    runs one single-threaded task that moves between the nodes' CPUs while
+    it creates a few files (kept after rmdir) and a few sockets (freed), so
+    every cgroup has a few objects per cache on several CPUs."""
+    mkcg("exp/share", children=True)
+    os.makedirs("/mnt/share", exist_ok=True)
+    # fill the free slots the kernel's slabs had before the load (the model
+    # cannot know them), so both start the window without old holes
+    fill = mkcg("exp/share/fill")
+    run([os.path.join(WL, "kmemload"), "--quiet", "--cgroup", fill,
+         "--keep-files", "--dir", "/mnt/share/fill", "dentry", "--count",
+         "4000"])
+    window.open()
+    n = int(60 * scale)
+    for i in range(n):
+        child = mkcg("exp/share/c%d" % i)
+        run([os.path.join(WL, "kmemload"), "--quiet", "--cgroup", child,
+             "--keep-files", "--dir", "/mnt/share/%d" % i, "--flip-nodes",
+             "10", "dentry", "--count", "40"])
+        run([os.path.join(WL, "kmemload"), "--quiet", "--cgroup", child,
+             "--flip-nodes", "5", "socket", "--count", "10"])
+        os.rmdir(child)
+    return "%d cgroups, one after another, each a task moving between the " \
+           "nodes every 10 objects: 40 files kept after rmdir, 10 sockets " \
+           "freed (measured after 4000 files filled the kernel's old slabs)" % n
+
+
 EXPERIMENTS = {"switch": exp_switch, "memcgs": exp_memcgs, "slots": exp_slots,
                "reparent": exp_reparent,
-               "crossnode": exp_crossnode}
+               "crossnode": exp_crossnode, "slabshare": exp_slabshare}
 
 
 def main():
@@ -199,12 +241,15 @@ def main():
     write(os.path.join(CG, "cgroup.subtree_control"), "+memory")
     mkcg("exp", children=True)
     t0 = time.monotonic()
-    what, d = measure(EXPERIMENTS[args.name], args.scale)
+    slab = {}
+    what, d = measure(EXPERIMENTS[args.name], args.scale, slab)
     seconds = time.monotonic() - t0
     result = {"experiment": args.name, "workload": what,
               "seconds": round(seconds, 1), "delta": d,
               "kernel": os.uname().release,
               "agreement": osh_designs.agreement(d)}
+    if slab:
+        result["slab"] = slab
     if args.name == "switch" and args.time_reps:
         result["turn_time"] = turn_times(args.time_reps, args.scale)
     print("[guest] %s: %s (%.1fs)" % (args.name, what, seconds), flush=True)
@@ -215,7 +260,10 @@ def main():
         print(osh_designs.table(d))
         print(osh_designs.agreement_text(result["agreement"],
                                    osh_designs.reference_of(result["delta"])))
+        if slab:
+            print(osh_slabmodel.table(slab))
     shutil.rmtree("/mnt/rep", ignore_errors=True)
+    shutil.rmtree("/mnt/share", ignore_errors=True)
     return 0
 
 
