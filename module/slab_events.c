@@ -46,6 +46,7 @@ struct osh_smrec {
 	u16 node;
 	u8 order;
 	u8 op;
+	u8 whole;			/* SLAB_ACCOUNT: all its objects are logged */
 };
 
 struct osh_smlog {
@@ -134,6 +135,7 @@ void osh_slabmodel_log_alloc(const void *ptr, struct kmem_cache *s,
 	r.min_partial = min_t(unsigned long, l->min_partial, U16_MAX);
 	r.cpu = raw_smp_processor_id();
 	r.node = folio_nid(folio);
+	r.whole = !!(l->flags & SLAB_ACCOUNT);
 	osh_smlog_put(&r);
 }
 
@@ -176,7 +178,7 @@ static void osh_sm_apply(const struct osh_smrec *r)
 	case OSH_SMREC_ALLOC:
 		a = (struct osh_sm_alloc) {
 			.ptr = r->ptr, .cache = r->cache, .memcg = r->memcg,
-			.cpu = r->cpu, .node = r->node,
+			.cpu = r->cpu, .node = r->node, .whole = r->whole,
 			.geo = { .size = r->size, .objects = r->objects,
 				 .order = r->order, .min_partial = r->min_partial },
 		};

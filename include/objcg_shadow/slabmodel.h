@@ -67,6 +67,7 @@ struct osh_sm_cache {
 	struct osh_sm_hnode hnode;	/* key: the kernel's kmem_cache */
 	struct osh_sm_geometry geo;
 	char name[OSH_SM_NAME_LEN];
+	bool whole;			/* SLAB_ACCOUNT: the model sees all its objects */
 	struct list_head list;		/* osh_sm.caches_in_order */
 	struct osh_sm_counts cnt[OSH_SM_NR_LAYOUTS];
 	unsigned long memcg_pools;	/* memcgptr pools of this cache */
@@ -128,6 +129,7 @@ struct osh_sm_alloc {
 	unsigned long ptr;
 	unsigned long cache;		/* the kmem_cache, as a key */
 	const char *name;		/* the cache's name, or NULL */
+	bool whole;			/* every object of the cache is logged */
 	struct osh_sm_geometry geo;
 	u64 memcg;			/* charged memcg's cgroup id, or ROOT */
 	unsigned int cpu;

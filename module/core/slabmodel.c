@@ -251,6 +251,7 @@ static struct osh_sm_cache *osh_sm_cache_get(struct osh_sm *sm,
 		return NULL;
 	cache->hnode.key = a->cache;
 	cache->geo = a->geo;
+	cache->whole = a->whole;
 	if (a->name)
 		snprintf(cache->name, sizeof(cache->name), "%s", a->name);
 	else
@@ -743,9 +744,9 @@ void osh_sm_dump(struct osh_sm *sm, struct osh_buf *ob)
 		osh_buf_printf(ob, " key=%lx size=%u objs_per_slab=%u",
 			       cache->hnode.key, cache->geo.size,
 			       cache->geo.objects);
-		osh_buf_printf(ob, " order=%u min_partial=%u memcg_pools=%lu",
+		osh_buf_printf(ob, " order=%u min_partial=%u whole=%d memcg_pools=%lu",
 			       cache->geo.order, cache->geo.min_partial,
-			       cache->memcg_pools);
+			       cache->whole, cache->memcg_pools);
 		for (l = 0; l < OSH_SM_NR_LAYOUTS; l++)
 			osh_sm_dump_counts(ob, osh_sm_layout_names[l],
 					   &cache->cnt[l]);

@@ -73,7 +73,7 @@ def test_window_compares_dominated_caches_only():
     d, s = rows["dentry"], rows["sock x"]
     assert d["dominated"] and d["kernel_slabs"] == 52, d
     assert abs(d["error"] - (50 - 52) / 52) < 1e-9, d
-    assert not s["dominated"] and "not 80%" in s["why_not"], s
+    assert not s["dominated"] and "fill under 80%" in s["why_not"], s
     # memcgptr pages: 70 dentry pages + 6 order-1 sock slabs
     assert w["totals"]["memcgptr"]["pages"] == 70 + 12, w["totals"]
     assert w["totals"]["shared"]["pages"] == 50 + 6, w["totals"]
@@ -95,8 +95,20 @@ def test_small_changes_are_not_compared():
     after = snap(model_text((3, 5, 60), (0, 0, 0), 0, 0),
                  {"dentry": {"slabs": 103, "objects": 2060}})
     r = {r["cache"]: r for r in osh_slabmodel.window(before, after)["caches"]}
-    assert not r["dentry"]["dominated"] and "under 8" in r["dentry"]["why_not"], r
+    assert not r["dentry"]["dominated"] and "under 20" in r["dentry"]["why_not"], r
     assert r["sock x"]["why_not"].startswith("no /sys/kernel/slab"), r
+
+
+def test_mixed_caches_are_not_compared():
+    before = snap(model_text((0, 0, 0), (0, 0, 0), 0, 0),
+                  {"dentry": {"slabs": 100, "objects": 2000}})
+    kernel = {"dentry": {"slabs": 148, "objects": 3008}}
+    text = model_text((50, 70, 1000), (3, 6, 10), 4, 2)
+    r = {r["cache"]: r for r in osh_slabmodel.window(before, snap(text, kernel))["caches"]}
+    assert r["dentry"]["dominated"], r["dentry"]
+    text = text.replace("min_partial=5 memcg_pools=2", "min_partial=5 whole=0 memcg_pools=2", 1)
+    r = {r["cache"]: r for r in osh_slabmodel.window(before, snap(text, kernel))["caches"]}
+    assert not r["dentry"]["dominated"] and "not SLAB_ACCOUNT" in r["dentry"]["why_not"], r
 
 
 def test_designs_text_gives_each_design_its_layout():

@@ -32,6 +32,7 @@ static unsigned long alloc_on(unsigned long cache,
 		.ptr = next_ptr += 64, .cache = cache, .geo = *geo,
 		.memcg = memcg, .cpu = cpu, .node = node,
 		.name = cache == DENTRY_CACHE ? "dentry" : "task_struct",
+		.whole = true,
 	};
 
 	osh_sm_alloc(&sm, &a);
@@ -338,7 +339,7 @@ static void test_dump_names_the_figures(void)
 	CHECK(strstr(buf, "total layout=memcgptr model_slabs=1 model_pages=1 model_objects=1"));
 	CHECK(strstr(buf, "ptr_swaps=1 pages_moved=1 pinned_memcgs=1 pinned_pages=1"));
 	CHECK(strstr(buf, "cache name=dentry "));
-	CHECK(strstr(buf, "objs_per_slab=21 order=0 min_partial=5 memcg_pools=1"));
+	CHECK(strstr(buf, "objs_per_slab=21 order=0 min_partial=5 whole=1 memcg_pools=1"));
 	osh_sm_destroy(&sm);
 }
 
