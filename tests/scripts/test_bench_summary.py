@@ -7,11 +7,12 @@ the kernel's kmem cost against the nokmem boot, the noise floor of x kmem.
 Prints PASS/FAIL lines."""
 import os
 import sys
-import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import script_tests  # noqa: E402
 import osh_bench  # noqa: E402
 
 
@@ -90,19 +91,5 @@ def test_breakdown_configs():
         "designs=v6.1"]
 
 
-def main():
-    failed = 0
-    for name, fn in sorted(globals().items()):
-        if name.startswith("test_") and callable(fn):
-            try:
-                fn()
-                print("PASS bench_%s" % name[5:], flush=True)
-            except Exception:
-                failed += 1
-                print("FAIL bench_%s: %s" % (name[5:], traceback.format_exc().strip()
-                                             .splitlines()[-1]), flush=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_tests.run(globals(), "bench"))

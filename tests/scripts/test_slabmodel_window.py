@@ -7,11 +7,12 @@ The debugfs text is written here by hand in the module's format.
 Prints PASS/FAIL lines."""
 import os
 import sys
-import traceback
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(REPO, "scripts", "lib"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import script_tests  # noqa: E402
 import osh_slabmodel  # noqa: E402
 import osh_state  # noqa: E402
 
@@ -122,19 +123,5 @@ def test_designs_text_gives_each_design_its_layout():
     assert "3 (3 pages)" in rows["memcgptr"] and "6 pointer swaps" in rows["memcgptr"], lines
 
 
-def main():
-    failed = 0
-    for name, fn in sorted(globals().items()):
-        if name.startswith("test_") and callable(fn):
-            try:
-                fn()
-                print("PASS slabmodel_%s" % name[5:], flush=True)
-            except Exception:
-                failed += 1
-                print("FAIL slabmodel_%s: %s" % (name[5:], traceback.format_exc().strip()
-                                                 .splitlines()[-1]), flush=True)
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_tests.run(globals(), "slabmodel"))

@@ -108,9 +108,27 @@ static void test_holes_are_refilled(void)
 	osh_sm_destroy(&sm);
 }
 
-static void test_empty_slabs_kept_up_to_min_partial(void)
+/* Fill three dentry slabs, empty the first two: how many slabs remain. */
+static unsigned long slabs_after_emptying_two(unsigned int min_partial)
 {
 	struct osh_sm_geometry geo = dentry_geo;
+	unsigned long ptr[63], slabs;
+	unsigned int i;
+
+	geo.min_partial = min_partial;
+	setup(1, 1);
+	for (i = 0; i < 63; i++)
+		ptr[i] = alloc_on(DENTRY_CACHE, &geo, OSH_SM_ROOT_MEMCG, 0, 0);
+	for (i = 0; i < 42; i++)
+		osh_sm_free(&sm, ptr[i]);
+	CHECK_EQ(sm.total[OSH_SM_SHARED].pages, sm.total[OSH_SM_SHARED].slabs);
+	slabs = sm.total[OSH_SM_SHARED].slabs;
+	osh_sm_destroy(&sm);
+	return slabs;
+}
+
+static void test_empty_slabs_kept_up_to_min_partial(void)
+{
 	unsigned long ptr[63];
 	unsigned int i;
 
@@ -127,25 +145,10 @@ static void test_empty_slabs_kept_up_to_min_partial(void)
 	CHECK_EQ(sm.total[OSH_SM_SHARED].slabs, 3);
 	osh_sm_destroy(&sm);
 
-	geo.min_partial = 0;
-	setup(1, 1);
-	for (i = 0; i < 63; i++)
-		ptr[i] = alloc_on(DENTRY_CACHE, &geo, OSH_SM_ROOT_MEMCG, 0, 0);
-	for (i = 0; i < 42; i++)
-		osh_sm_free(&sm, ptr[i]);
-	CHECK_EQ(sm.total[OSH_SM_SHARED].slabs, 1);
-	CHECK_EQ(sm.total[OSH_SM_SHARED].pages, 1);
-	osh_sm_destroy(&sm);
-
+	CHECK_EQ(slabs_after_emptying_two(0), 1);
 	/* SLUB counts the emptied slab itself: min_partial 1 keeps none */
-	geo.min_partial = 1;
-	setup(1, 1);
-	for (i = 0; i < 63; i++)
-		ptr[i] = alloc_on(DENTRY_CACHE, &geo, OSH_SM_ROOT_MEMCG, 0, 0);
-	for (i = 0; i < 42; i++)
-		osh_sm_free(&sm, ptr[i]);
-	CHECK_EQ(sm.total[OSH_SM_SHARED].slabs, 1);
-	osh_sm_destroy(&sm);
+	CHECK_EQ(slabs_after_emptying_two(1), 1);
+	CHECK_EQ(slabs_after_emptying_two(2), 2);
 }
 
 static void test_reparenting_counts_and_pins(void)
