@@ -38,9 +38,10 @@ SUITES = [(MIRROR, s) for s in ("bookworm", "bookworm-updates", "bookworm-backpo
                                 "trixie", "trixie-updates", "trixie-backports")] + \
          [(SECURITY, s) for s in ("bookworm-security", "trixie-security")]
 # dwarves: pahole for the modules' BTF; perl, python3: kernel-doc (W=1)
+# dkms: the dkms.conf test of 6.12 and 7.3 (tests/run)
 CHROOT_PACKAGES = ["gcc-14", "make", "libc6-dev", "libelf1t64", "libssl3t64", "zlib1g",
-                   "kmod", "xz-utils", "dwarves", "perl", "python3"]
-CHROOT_FORMAT = "3"     # bump to rebuild cached chroots
+                   "kmod", "xz-utils", "dwarves", "perl", "python3", "dkms"]
+CHROOT_FORMAT = "4"     # bump to rebuild cached chroots
 STAMP = ".osh-kernel-complete"  # image, modules and headers all extracted
 
 
