@@ -124,6 +124,8 @@ static struct osh_debugfs_file osh_debugfs_files[] = {
 	{ "observed", osh_observed_dump },
 	{ "objects", osh_kmem_dump_objects },
 	{ "slabmodel", osh_slabmodel_dump },
+	{ "pins", osh_kmem_dump_pins },
+	{ "slabinfo", osh_kmem_dump_slabinfo },
 };
 
 /**

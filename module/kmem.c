@@ -16,6 +16,8 @@
 #include <linux/cgroup.h>
 #include <linux/percpu.h>
 #include <linux/vmalloc.h>
+#include <linux/uaccess.h>
+#include <objcg_shadow/objstats.h>
 #include <objcg_shadow/outbuf.h>
 #include "compat.h"
 #include "osh_module.h"
@@ -1053,4 +1055,79 @@ void osh_kmem_dump_objects(struct osh_buf *ob)
 		       t.pages, t.large_kmalloc_bytes, t.stack_bytes);
 	osh_buf_printf(ob, "percpu_objects=%lu percpu_bytes=%lu\n",
 		       t.percpu_objects, t.percpu_bytes);
+}
+
+/* The design whose objcgs say where objects are charged: the kernel's. */
+static unsigned int osh_report_design(void)
+{
+	return osh_reference >= 0 ? osh_reference : 0;
+}
+
+/**
+ * osh_kmem_dump_pins() - dying memcgs and the objcgs born in them
+ * @ob: output
+ */
+void osh_kmem_dump_pins(struct osh_buf *ob)
+{
+	osh_acct_dump_pins(&osh_acct, &osh_tree, osh_report_design(), ob);
+}
+
+static unsigned long osh_cache_of(unsigned long obj)
+{
+	return (unsigned long)osh_obj_cache((const void *)obj);
+}
+
+static void osh_dump_objstat(struct osh_buf *ob, const struct osh_objstat *e)
+{
+	unsigned int object_size;
+	char name[64];
+
+	osh_buf_printf(ob, "memcg=%llu born=%llu kind=%s node=%d",
+		       (unsigned long long)e->memcg_id,
+		       (unsigned long long)e->born_id,
+		       osh_objstat_kind_name(e->kind), e->node);
+	if (e->kind == OSH_OBJSTAT_SLAB) {
+		/* the cache may be gone since the walk: read without faulting */
+		if (!osh_cache_name(e->cache, name, sizeof(name)))
+			strscpy(name, "?", sizeof(name));
+		if (copy_from_kernel_nofault(&object_size,
+					     &osh_cache_layout((void *)e->cache)->object_size,
+					     sizeof(object_size)))
+			object_size = 0;
+		osh_buf_printf(ob, " cache=");
+		osh_buf_puts_escaped(ob, name);
+		osh_buf_printf(ob, " object_size=%u", object_size);
+	}
+	osh_buf_printf(ob, " objects=%lu", e->nr);
+	if (e->kind != OSH_OBJSTAT_SLAB && e->kind != OSH_OBJSTAT_PERCPU)
+		osh_buf_printf(ob, " pages=%lu", e->pages);
+	osh_buf_printf(ob, " bytes=%lu\n", e->bytes);
+}
+
+/**
+ * osh_kmem_dump_slabinfo() - live charged objects per memcg, cache and node
+ * @ob: output
+ *
+ * Grouped by the memcg each object's objcg points to now (what memory.stat
+ * counts) and the memcg the objcg was born in (what a dead cgroup left).
+ */
+void osh_kmem_dump_slabinfo(struct osh_buf *ob)
+{
+	struct osh_objstats st = {};
+	unsigned int d = osh_report_design();
+	size_t i;
+	int err;
+
+	err = osh_objstats_collect(&osh_acct, d, osh_cache_of, &st);
+	osh_buf_printf(ob, "design=%s raced=%lu unowned=%lu\n",
+		       osh_acct.designs[d].name, st.raced, st.unowned);
+	if (err)
+		osh_buf_printf(ob, "error=%s\n", err == -ENOMEM ? "ENOMEM" : "EINVAL");
+	for (i = 0; i < st.cap; i++) {
+		if (st.v[i].nr)
+			osh_dump_objstat(ob, &st.v[i]);
+		if (!(i & 1023))
+			cond_resched();
+	}
+	osh_objstats_free(&st);
 }

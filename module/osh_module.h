@@ -59,6 +59,8 @@ void osh_kmem_dump_events(struct osh_buf *ob);
 void osh_kmem_dump_memcgs(struct osh_buf *ob);
 void osh_kmem_dump_designs(struct osh_buf *ob);
 void osh_kmem_dump_objects(struct osh_buf *ob);
+void osh_kmem_dump_pins(struct osh_buf *ob);
+void osh_kmem_dump_slabinfo(struct osh_buf *ob);
 
 int osh_hooks_attach(bool observe, bool probes_only, bool time_handlers);
 void osh_hooks_detach(void);

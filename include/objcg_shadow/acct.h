@@ -87,6 +87,7 @@ struct osh_acct;
 struct osh_objcg {
 	atomic_long_t ref;		/* objects, stock slots, the memcg */
 	struct osh_memcg *memcg;	/* referenced; swapped on reparent */
+	u64 born_id;			/* cgroup id of the memcg it was made for */
 	atomic_t nr_charged_bytes;	/* sub-page remainder, as the kernel */
 	struct list_head list;		/* inherited objcgs; objcg_lock */
 	struct rcu_head rcu;
@@ -339,6 +340,8 @@ void osh_acct_dump_memcgs(struct osh_acct *acct,
 			  struct osh_buf *ob);
 void osh_acct_dump_designs(struct osh_acct *acct, struct osh_buf *ob);
 void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob);
+void osh_acct_dump_pins(struct osh_acct *acct, struct osh_memcg_tree *tree,
+			unsigned int d, struct osh_buf *ob);
 void osh_acct_sum_counters(struct osh_acct *acct, unsigned int d,
 			   struct osh_dcounters *sum);
 struct osh_live_totals {

@@ -58,6 +58,8 @@ struct osh_memcg {
 	atomic_long_t tasks_attached;	/* tasks moved into this memcg */
 	atomic_long_t attach_ops;	/* attach operations targeting it */
 	bool discovered;		/* found by the load-time walk */
+	/* when a hook saw it go offline; 0: still online, or dead at load */
+	u64 offline_ns;
 	/* per-design accounting state, owned by acct.c */
 	struct osh_mdesign *design[OSH_MAX_DESIGNS];
 };

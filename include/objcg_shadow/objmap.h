@@ -46,4 +46,14 @@ void osh_objmap_for_each(struct osh_objmap *map,
 			 void (*fn)(unsigned long key, void *val, void *arg),
 			 void *arg);
 
+/*
+ * Visit entries from slot @from on, each as a copy that was the entry's
+ * whole value at one moment, with rcu_read_lock() held around @fn: the
+ * pointers in it may be followed to RCU-freed objects.
+ */
+typedef bool (*osh_objmap_visit_fn)(unsigned long key, const void *val,
+				    void *arg);
+size_t osh_objmap_walk(struct osh_objmap *map, size_t from, void *copy,
+		       osh_objmap_visit_fn fn, void *arg, unsigned long *raced);
+
 #endif /* OBJCG_SHADOW_OBJMAP_H */

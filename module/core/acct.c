@@ -144,6 +144,7 @@ static struct osh_objcg *osh_objcg_alloc(struct osh_acct *acct, unsigned int d,
 	INIT_LIST_HEAD(&objcg->list);
 	refcount_inc(&memcg->ref);
 	objcg->memcg = memcg;
+	objcg->born_id = memcg->id;
 	objcg->acct = acct;
 	objcg->node = node;
 	objcg->design = d;

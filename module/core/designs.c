@@ -477,3 +477,86 @@ void osh_acct_dump_memcgs(struct osh_acct *acct, struct osh_memcg_tree *tree,
 		osh_buf_printf(ob, "error=ENOMEM\n");
 	kfree(a.sums);
 }
+
+struct osh_dump_pins_arg {
+	struct osh_acct *acct;
+	unsigned int d;
+	u64 now_ns;
+	struct osh_buf *ob;
+};
+
+static void osh_dump_dying(struct osh_memcg *memcg, struct osh_dump_pins_arg *a)
+{
+	u64 offline_ns = READ_ONCE(memcg->offline_ns);
+	unsigned long flags;
+
+	osh_buf_printf(a->ob, "memcg id=%llu state=%s dead_before_load=%d",
+		       (unsigned long long)memcg->id,
+		       osh_memcg_state_name(READ_ONCE(memcg->state)),
+		       memcg->discovered && !offline_ns);
+	if (offline_ns)
+		osh_buf_printf(a->ob, " offline_age_ms=%llu",
+			       (unsigned long long)(a->now_ns - offline_ns) /
+			       1000000);
+	/* beyond the tree's and the walk's: children and objcgs */
+	osh_buf_printf(a->ob, " refs=%d path=", refcount_read(&memcg->ref) - 2);
+	/* tree->lock keeps the path from being replaced under us */
+	spin_lock_irqsave(&memcg->tree->lock, flags);
+	if (memcg->path)
+		osh_buf_puts_escaped(a->ob, memcg->path);
+	else
+		osh_buf_printf(a->ob, "?");
+	spin_unlock_irqrestore(&memcg->tree->lock, flags);
+	osh_buf_printf(a->ob, "\n");
+}
+
+static void osh_dump_pins_of(struct osh_memcg *memcg, void *arg)
+{
+	struct osh_dump_pins_arg *a = arg;
+	struct osh_mdesign *md = READ_ONCE(memcg->design[a->d]);
+	struct osh_objcg *objcg;
+	unsigned long flags;
+	int state = READ_ONCE(memcg->state);
+
+	if (state == OSH_MEMCG_OFFLINE || state == OSH_MEMCG_RELEASED)
+		osh_dump_dying(memcg, a);
+	if (!md)
+		return;
+	/* inherited objcgs were all born in memcgs that went offline */
+	spin_lock_irqsave(&a->acct->objcg_lock, flags);
+	list_for_each_entry(objcg, &md->objcg_list, list) {
+		osh_buf_printf(a->ob,
+			       "objcg born=%llu now=%llu node=%d refs=%ld objects=%ld charged_bytes=%d\n",
+			       (unsigned long long)objcg->born_id,
+			       (unsigned long long)memcg->id, objcg->node,
+			       atomic_long_read(&objcg->ref),
+			       atomic_long_read(&objcg->nr_objects),
+			       atomic_read(&objcg->nr_charged_bytes));
+	}
+	spin_unlock_irqrestore(&a->acct->objcg_lock, flags);
+}
+
+/**
+ * osh_acct_dump_pins() - dying memcgs and the objcgs they left behind
+ * @acct: accounting state
+ * @tree: the memcg tree
+ * @d: design whose objcgs are listed
+ * @ob: output
+ *
+ * One "memcg" line per memcg that is offline but not yet freed, and one
+ * "objcg" line per inherited objcg of design @d: born in a memcg that went
+ * offline, now pointing at an ancestor.  Each record is held under its
+ * locks only while its own lines are written.
+ */
+void osh_acct_dump_pins(struct osh_acct *acct, struct osh_memcg_tree *tree,
+			unsigned int d, struct osh_buf *ob)
+{
+	struct osh_dump_pins_arg a = {
+		.acct = acct, .d = d, .now_ns = ktime_get_mono_fast_ns(),
+		.ob = ob,
+	};
+
+	osh_buf_printf(ob, "design=%s\n", acct->designs[d].name);
+	if (osh_tree_walk(tree, false, osh_dump_pins_of, &a))
+		osh_buf_printf(ob, "error=ENOMEM\n");
+}

@@ -260,6 +260,9 @@ int osh_memcg_set_state(struct osh_memcg_tree *tree, u64 id, int state)
 	spin_lock_irqsave(&tree->lock, flags);
 	memcg = osh_memcg_lookup(tree, id);
 	if (memcg) {
+		/* a hook saw it go: the age of a dying memcg counts from here */
+		if (memcg->state == OSH_MEMCG_ONLINE && state > memcg->state)
+			WRITE_ONCE(memcg->offline_ns, ktime_get_mono_fast_ns());
 		ret = osh_advance_locked(tree, memcg, state, &evicted);
 	} else {
 		atomic_long_inc(&tree->stats.unknown_id);

