@@ -1057,19 +1057,13 @@ void osh_kmem_dump_objects(struct osh_buf *ob)
 		       t.percpu_objects, t.percpu_bytes);
 }
 
-/* The design whose objcgs say where objects are charged: the kernel's. */
-static unsigned int osh_report_design(void)
-{
-	return osh_reference >= 0 ? osh_reference : 0;
-}
-
 /**
  * osh_kmem_dump_pins() - dying memcgs and the objcgs born in them
  * @ob: output
  */
 void osh_kmem_dump_pins(struct osh_buf *ob)
 {
-	osh_acct_dump_pins(&osh_acct, &osh_tree, osh_report_design(), ob);
+	osh_acct_dump_pins(&osh_acct, &osh_tree, osh_acct_report_design(&osh_acct), ob);
 }
 
 static unsigned long osh_cache_of(unsigned long obj)
@@ -1114,7 +1108,7 @@ static void osh_dump_objstat(struct osh_buf *ob, const struct osh_objstat *e)
 void osh_kmem_dump_slabinfo(struct osh_buf *ob)
 {
 	struct osh_objstats st = {};
-	unsigned int d = osh_report_design();
+	unsigned int d = osh_acct_report_design(&osh_acct);
 	size_t i;
 	int err;
 

@@ -95,6 +95,8 @@ struct osh_objcg {
 	short node;			/* NUMA node, -1 for a per-memcg objcg */
 	u8 design;
 	atomic_long_t nr_objects;	/* live slab objects charged to it */
+	/* slab objects ever charged to it; the report design's objcgs only */
+	atomic_long_t nr_allocs;
 	atomic_long_t stat[];		/* [node][OSH_NR_OBJCG_STATS] */
 };
 
@@ -254,6 +256,15 @@ static inline int osh_objcg_node(const struct osh_acct *acct, unsigned int d,
 	    ctx->event_node < (int)acct->nr_nodes)
 		return ctx->event_node;
 	return ctx->node;
+}
+
+/*
+ * The design whose objcgs the reports follow (slabinfo, pins, allocation
+ * counts): the running kernel's, or the first.
+ */
+static inline unsigned int osh_acct_report_design(const struct osh_acct *acct)
+{
+	return acct->reference >= 0 ? acct->reference : 0;
 }
 
 /*

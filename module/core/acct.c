@@ -539,7 +539,7 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 {
 	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
 	struct osh_objinfo *info = (void *)raw;
-	unsigned int d;
+	unsigned int d, report = osh_acct_report_design(acct);
 
 	info->size = size;
 	info->node = node;
@@ -570,6 +570,8 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			continue;
 		osh_stock_mod_state(acct, d, ctx, objcg, node, type, size);
 		atomic_long_inc(&objcg->nr_objects);
+		if (d == report)
+			atomic_long_inc(&objcg->nr_allocs);
 		ctx->cnt[d].allocs++;
 		osh_objcg_count_remote(ctx, d, objcg, node);
 	}

@@ -354,6 +354,7 @@ void osh_acct_live_totals(struct osh_acct *acct, struct osh_live_totals *t)
 struct osh_memcg_sums {
 	long stat[OSH_MAX_NODES][OSH_NR_OBJCG_STATS];
 	long objects;
+	long allocs;			/* of the active objcgs: born here */
 	long charged_bytes;
 	long stock_bytes;
 	unsigned int objcgs;
@@ -402,6 +403,7 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 		objcg = READ_ONCE(md->objcg[i]);
 		if (objcg) {
 			s->objcgs++;
+			s->allocs += atomic_long_read(&objcg->nr_allocs);
 			osh_sum_objcg(acct, d, objcg, s);
 		}
 	}
@@ -436,7 +438,8 @@ static void osh_dump_memcg(struct osh_acct *acct, unsigned int d,
 		       atomic_long_read(&md->kmem_pages),
 		       s->charged_bytes + atomic_read(&md->charged_bytes),
 		       s->stock_bytes);
-	osh_buf_printf(ob, " objcg_alloc_failed=%u", md->objcg_alloc_failed);
+	osh_buf_printf(ob, " objcg_alloc_failed=%u allocs=%ld",
+		       md->objcg_alloc_failed, s->allocs);
 	osh_buf_printf(ob, " vmstat_slab_reclaimable=%ld vmstat_slab_unreclaimable=%ld\n",
 		       vm[OSH_SLAB_RECLAIMABLE], vm[OSH_SLAB_UNRECLAIMABLE]);
 }
@@ -526,11 +529,12 @@ static void osh_dump_pins_of(struct osh_memcg *memcg, void *arg)
 	spin_lock_irqsave(&a->acct->objcg_lock, flags);
 	list_for_each_entry(objcg, &md->objcg_list, list) {
 		osh_buf_printf(a->ob,
-			       "objcg born=%llu now=%llu node=%d refs=%ld objects=%ld charged_bytes=%d\n",
+			       "objcg born=%llu now=%llu node=%d refs=%ld objects=%ld allocs=%ld charged_bytes=%d\n",
 			       (unsigned long long)objcg->born_id,
 			       (unsigned long long)memcg->id, objcg->node,
 			       atomic_long_read(&objcg->ref),
 			       atomic_long_read(&objcg->nr_objects),
+			       atomic_long_read(&objcg->nr_allocs),
 			       atomic_read(&objcg->nr_charged_bytes));
 	}
 	spin_unlock_irqrestore(&a->acct->objcg_lock, flags);

@@ -59,6 +59,9 @@ MODULE_NAME = "objcg_shadow"
 # Debian packages the VM needs on the host (the guest uses the host's root fs,
 # so python3, kmod, util-linux etc. come from the host too).
 VM_PACKAGES = ["qemu-system-x86", "busybox-static", "kmod", "e2fsprogs"]
+# what the guest tests of the reports run from the host's root: crosscheck
+# (bpftrace) and export (parsed with Prometheus' own parser)
+REPORT_PACKAGES = ["bpftrace", "python3-prometheus-client"]
 # the kernels' kbuild tools (objtool, sign-file) are extracted, not
 # installed: their shared libraries must be there
 BUILD_PACKAGES = ["make", "gcc", "libelf1", "libssl3", "zlib1g"]
@@ -944,6 +947,17 @@ def _run_vm(cmd, *, kernel, params, load, cpus, nodes, mem, timeout, out, verbos
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             con.thread.join(timeout=10)
+        # QEMU 10's multi-threaded TCG once aborted in SeaBIOS, before the
+        # guest kernel ran (iotlb_to_section: "section_index <
+        # d->map.sections_nb" failed): that is QEMU's, not a result either
+        died_booting = (not stuck and not timed_out and not interrupted and
+                        con.phase == "boot" and proc.returncode != 0)
+        if died_booting and attempt == 1:
+            log(f"qemu exited with status {proc.returncode} before the guest "
+                f"kernel reached CMD (last console line: {con.last_line()!r}); "
+                "booting it once more")
+            timeout -= time.monotonic() - t_boot
+            continue
         if not stuck:
             break
         if attempt == 2 or BOOT_LIMIT >= timeout:

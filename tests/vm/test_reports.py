@@ -11,7 +11,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
-from osh_guest import (KMEMLOAD, REFERENCE, REPO, cg_id, cg_mkdir,  # noqa: E402
+from osh_guest import (KMEMLOAD, REFERENCE, REPO, Workload, cg_id,  # noqa: E402
+                       cg_mkdir,
                        cg_path, cg_rmdir_tree, check, enable_memory,
                        ensure_unloaded, insmod, pin_with_socket, read_records,
                        run_tests, scaled, sh, shadow_cgroups, wait_for)
@@ -216,6 +217,130 @@ def test_pins_reports_what_removed_cgroups_left():
             pin.wait(timeout=30)
         sh("rm -rf /mnt/pins-a /mnt/pins-b")
         cg_rmdir_tree("pins")
+
+
+def test_crosscheck_agrees_with_bpftrace():
+    """bpftrace's per-cgroup count of accounted allocations, from the kmem
+    tracepoints alone, against the module's, for cgroups whose objects are
+    all made inside the window."""
+    import osh_crosscheck
+    n_files, n_socks = scaled(1500, least=300), scaled(300, least=100)
+    enable_memory("/")
+    cg_rmdir_tree("cc")
+    sh("rm -rf /mnt/cc-files")
+    cg_mkdir("cc", memory_for_children=True)
+    cg_mkdir("cc/files")
+    cg_mkdir("cc/socks")
+    insmod()
+    try:
+        cmd = ["sh", "-c", "%s --quiet --cgroup %s --keep-files --dir /mnt/cc-files "
+               "dentry --count %d; %s --quiet --cgroup %s socket --count %d" % (
+                   KMEMLOAD, cg_path("cc/files"), n_files, KMEMLOAD,
+                   cg_path("cc/socks"), n_socks)]
+        res = osh_crosscheck.run(cmd, 0, osh_reports.osh_state.DEBUGFS)
+        check(res["command_rc"] == 0, "workload failed: %s" % res)
+        rows = {r["id"]: r for r in res["rows"]}
+        for rel, least in (("cc/files", 2 * n_files), ("cc/socks", 2 * n_socks)):
+            cid = cg_id(rel)
+            check(cid in rows, "%s not in the crosscheck: %s" % (rel, res["rows"]))
+            r = rows[cid]
+            check(r["bpftrace_allocs"] >= least, "%s: bpftrace saw only %d "
+                  "allocations" % (rel, r["bpftrace_allocs"]))
+            # one process exited in each: its SIGCHLD sigqueue is not charged
+            check(r["alloc_difference"] == -1, "%s: module %d allocations, "
+                  "bpftrace %d" % (rel, r["module_allocs"], r["bpftrace_allocs"]))
+            check(r["bpftrace_net"] >= r["module_live_change"],
+                  "%s: bpftrace saw more frees than the module: %s" % (rel, r))
+        print("METRIC crosscheck %s" % " ".join(
+            "%s:bt=%d,module=%d" % (r["path"], r["bpftrace_allocs"], r["module_allocs"])
+            for r in res["rows"]), flush=True)
+    finally:
+        ensure_unloaded()
+        sh("rm -rf /mnt/cc-files")
+        cg_rmdir_tree("cc")
+
+
+def test_export_writes_a_textfile_prometheus_parses():
+    from prometheus_client.parser import text_string_to_metric_families
+    enable_memory("/")
+    cg_rmdir_tree("exp")
+    weird = 'exp/we"ird\\ name'
+    cg_mkdir("exp", memory_for_children=True)
+    cg_mkdir(weird)
+    insmod()
+    out = "/tmp/osh-textfile"
+    sh("rm -rf %s; mkdir -p %s" % (out, out))
+    w = None
+    try:
+        w = Workload(["--quiet", "dentry", "--count", str(scaled(2000, least=300))],
+                     cgroup=weird)
+        wait_for(lambda: "/" + weird in [r.get("path") for r in
+                                         shadow_cgroups().values()],
+                 10, what="the path of %r resolved" % weird)
+        before = osh_reports.osh_state.Shadow()
+        p = subprocess.run([CLI, "export", "--textfile", out],
+                           capture_output=True, text=True)
+        after = osh_reports.osh_state.Shadow()
+        check(p.returncode == 0, "export: rc %d %s" % (p.returncode, p.stderr))
+        check(sorted(os.listdir(out)) == ["objcg_shadow.prom"],
+              "left in the textfile directory: %s" % os.listdir(out))
+        with open(os.path.join(out, "objcg_shadow.prom")) as f:
+            text = f.read()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        for name, kind in (("objcg_shadow_shadow_bytes", "gauge"),
+                           ("objcg_shadow_delta_bytes", "gauge"),
+                           ("objcg_shadow_kernel_bytes", "gauge"),
+                           ("objcg_shadow_design_events", "counter"),
+                           ("objcg_shadow_stat", "gauge")):
+            check(name in fams and fams[name].type == kind and fams[name].documentation,
+                  "%s missing or without HELP/TYPE %s" % (name, kind))
+        # the odd cgroup name survives escaping
+        rows = [s for s in fams["objcg_shadow_delta_bytes"].samples
+                if s.labels["cgroup"] == "/" + weird and s.labels["counter"] == "slab"
+                and s.labels["design"] == REFERENCE]
+        check(len(rows) == 1, "no delta for %r: %s" % (weird, sorted(
+            {s.labels["cgroup"] for s in fams["objcg_shadow_delta_bytes"].samples})))
+        shadow = [s.value for s in fams["objcg_shadow_shadow_bytes"].samples
+                  if s.labels["cgroup"] == "/" + weird and s.labels["counter"] == "slab"
+                  and s.labels["design"] == REFERENCE]
+        cid = cg_id(weird)
+        k = before.kmem[REFERENCE][cid]
+        check(shadow == [k["slab_reclaimable"] + k["slab_unreclaimable"]] or
+              shadow == [after.kmem[REFERENCE][cid]["slab_reclaimable"] +
+                         after.kmem[REFERENCE][cid]["slab_unreclaimable"]],
+              "exported slab %s, debugfs %d" % (shadow, k["slab_reclaimable"] +
+                                                 k["slab_unreclaimable"]))
+        # counters lie between the readings before and after
+        for s in fams["objcg_shadow_design_events"].samples:
+            d, ev = s.labels["design"], s.labels["event"]
+            lo, hi = before.designs[d][ev], after.designs[d][ev]
+            check(lo <= s.value <= hi, "%s %s: exported %d, debugfs %d..%d" % (
+                d, ev, s.value, lo, hi))
+        stats = {s.labels["name"]: s.value for s in fams["objcg_shadow_stat"].samples}
+        for key in ("untracked_frees", "dropped_objects_map_full", "dropped_recursion"):
+            check(key in stats and stats[key] == before.stats[key],
+                  "stat %s: %s vs %s" % (key, stats.get(key), before.stats.get(key)))
+        # --interval rewrites the file; a bad directory is refused
+        bg = subprocess.Popen([CLI, "export", "--textfile", out, "--interval", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        first = os.stat(os.path.join(out, "objcg_shadow.prom")).st_mtime_ns
+        try:
+            wait_for(lambda: os.stat(os.path.join(out, "objcg_shadow.prom")).st_mtime_ns
+                     != first, 30, what="export --interval to rewrite the file")
+        finally:
+            bg.kill()
+            bg.wait()
+        p = subprocess.run([CLI, "export", "--textfile", "/no/such/dir"],
+                           capture_output=True, text=True)
+        check(p.returncode == 2 and "not a directory" in p.stderr,
+              "bad --textfile: rc %d %s" % (p.returncode, p.stderr))
+        print("METRIC export %d lines, %d families" % (text.count("\n"), len(fams)),
+              flush=True)
+    finally:
+        if w:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("exp")
 
 
 if __name__ == "__main__":
