@@ -176,7 +176,8 @@ def run(cmd: list[str] | None, seconds: float, root: str, settle: float = 2.0,
             continue
         rec = cgroups.get(cid, {})
         rows.append({"id": cid, "path": rec.get("path", "?"),
-                     # the kernel charges no root memcg before 7.1
+                     # the shadow charges nothing to the root (6.1 and
+                     # 6.12 neither; 7.3's root objcgs: root_bypass)
                      "root": rec.get("level") == "0",
                      "bpftrace_allocs": allocs.get(cid, 0),
                      "module_allocs": mod_allocs,
@@ -201,8 +202,9 @@ def print_table(res: dict, out=sys.stdout) -> None:
 bt allocs: accounted slab allocations the kmem tracepoints showed in the
 window, per cgroup of the allocating task; mod allocs: objects the module
 charged to objcgs born in that memcg.  They agree for every cgroup but the
-root (not charged before 7.1), less one per process that exited there
-(its SIGCHLD sigqueue, allocated after exit_mm(): not charged).  bt net (allocations minus frees) may stay
+root (the shadow charges nothing there: 6.1 and 6.12 do not either, 7.3's
+root objcgs are counted as root_bypass), less one per process that exited
+there (its SIGCHLD sigqueue, allocated after exit_mm(): not charged).  bt net (allocations minus frees) may stay
 above the module's live change: a tracepoint program does not run while
 another BPF program runs on the CPU, and the frees of an RCU softirq that
 interrupts one are lost, uncounted.

@@ -11,9 +11,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
-from osh_guest import (KMEMLOAD, REFERENCE, REPO, Workload, cg_id,  # noqa: E402
-                       cg_mkdir,
-                       cg_path, cg_rmdir_tree, check, enable_memory,
+from osh_guest import (KMEMLOAD, REFERENCE, REPO, TestSkipped,  # noqa: E402
+                       Workload, cg_id, cg_mkdir, cg_path, cg_rmdir_tree,
+                       check, enable_memory,
                        ensure_unloaded, insmod, pin_with_socket, read_records,
                        run_tests, scaled, sh, shadow_cgroups, wait_for)
 import osh_reports  # noqa: E402
@@ -224,6 +224,9 @@ def test_crosscheck_agrees_with_bpftrace():
     tracepoints alone, against the module's, for cgroups whose objects are
     all made inside the window."""
     import osh_crosscheck
+    if not os.path.exists("/proc/sys/kernel/unprivileged_bpf_disabled"):
+        raise TestSkipped("this kernel has no BPF (CONFIG_BPF_SYSCALL): bpftrace "
+                          "cannot run")
     n_files, n_socks = scaled(1500, least=300), scaled(300, least=100)
     enable_memory("/")
     cg_rmdir_tree("cc")
