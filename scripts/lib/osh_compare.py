@@ -12,7 +12,6 @@ PAGE_SIZE * MEMCG_CHARGE_BATCH (64) * number of CPUs.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import sys
 
@@ -232,9 +231,5 @@ def main(args) -> int:
     except osh_state.StateError as e:
         print(f"objcg-shadow compare: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        json.dump(res, sys.stdout, indent=1)
-        print()
-    else:
-        print_table(res)
+    osh_state.emit(res, args.json, print_table)
     return 1 if res["failed"] else 0

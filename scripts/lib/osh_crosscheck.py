@@ -10,7 +10,6 @@ must agree: bpftrace's allocations minus frees equal the module's change.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -220,9 +219,5 @@ def main(args) -> int:
     except (CrossError, osh_state.StateError, OSError) as e:
         print(f"objcg-shadow crosscheck: {e}", file=sys.stderr)
         return 2
-    if args.json:
-        json.dump(res, sys.stdout, indent=1)
-        print()
-    else:
-        print_table(res)
+    osh_state.emit(res, args.json, print_table)
     return 0

@@ -4,7 +4,6 @@ every design loaded, print the side-by-side table and write a PNG plot."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 

@@ -9,7 +9,6 @@ in them) and "cgroups" (paths and parents).  Formats: README.md, "debugfs".
 """
 from __future__ import annotations
 
-import json
 import sys
 
 import osh_state
@@ -67,19 +66,10 @@ class Reading:
         return path
 
     def children(self) -> dict[int, list[int]]:
-        kids: dict[int, list[int]] = {}
-        for cid, r in self.cgroups.items():
-            if r["state"] != "freed":
-                kids.setdefault(int(r["parent"]), []).append(cid)
-        return kids
+        return osh_state.children_of(self.cgroups)
 
     def subtree(self, cid: int) -> list[int]:
-        kids, out, todo = self.children(), [], [cid]
-        while todo:
-            c = todo.pop()
-            out.append(c)
-            todo.extend(kids.get(c, []))
-        return out
+        return osh_state.subtree_of(self.cgroups, cid)
 
 
 def _cache_name(g: dict) -> str:
@@ -254,11 +244,6 @@ def main(args, which: str) -> int:
               "shadow (paths look like /a/b)", file=sys.stderr)
         return 2
     res = slabinfo(rd, args.cgroup) if which == "slabinfo" else pins(rd, args.cgroup)
-    if args.json:
-        json.dump(res, sys.stdout, indent=1)
-        print()
-    elif which == "slabinfo":
-        print_slabinfo(res, args.top)
-    else:
-        print_pins(res, args.top)
+    printer = print_slabinfo if which == "slabinfo" else print_pins
+    osh_state.emit(res, args.json, lambda r: printer(r, args.top))
     return 0

@@ -5,8 +5,10 @@ Every debugfs file is documented key=value lines (README.md, "debugfs").
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import sys
 
 DEBUGFS = "/sys/kernel/debug/objcg_shadow"
 CGROUPFS = "/sys/fs/cgroup"
@@ -64,6 +66,35 @@ def read_kv(name: str, root: str = DEBUGFS) -> dict:
     return out
 
 
+def children_of(cgroups: dict) -> dict[int, list[int]]:
+    """Child ids per parent id, over the records of the cgroups file that
+    are not freed."""
+    kids: dict[int, list[int]] = {}
+    for cid, r in cgroups.items():
+        if r["state"] != "freed":
+            kids.setdefault(int(r["parent"]), []).append(cid)
+    return kids
+
+
+def subtree_of(cgroups: dict, cid: int) -> list[int]:
+    """`cid` and every descendant of it."""
+    kids, out, todo = children_of(cgroups), [], [cid]
+    while todo:
+        c = todo.pop()
+        out.append(c)
+        todo.extend(kids.get(c, []))
+    return out
+
+
+def emit(res: dict, as_json: bool, print_table) -> None:
+    """A command's result: JSON on stdout, or its table."""
+    if as_json:
+        json.dump(res, sys.stdout, indent=1)
+        print()
+    else:
+        print_table(res)
+
+
 class Shadow:
     """One consistent-enough reading of the module's debugfs files."""
 
@@ -94,20 +125,10 @@ class Shadow:
         return int(self.version.get("page_size", 4096))
 
     def children(self) -> dict[int, list[int]]:
-        kids: dict[int, list[int]] = {}
-        for cid, r in self.cgroups.items():
-            if r["state"] != "freed":
-                kids.setdefault(int(r["parent"]), []).append(cid)
-        return kids
+        return children_of(self.cgroups)
 
     def subtree(self, cid: int) -> list[int]:
-        kids = self.children()
-        out, todo = [], [cid]
-        while todo:
-            c = todo.pop()
-            out.append(c)
-            todo.extend(kids.get(c, []))
-        return out
+        return subtree_of(self.cgroups, cid)
 
     @property
     def reference(self) -> str:

@@ -106,17 +106,23 @@ void fx_drain_all(void)
 		osh_acct_drain_cpu(&fx.acct, &fx.cpu[cpu]);
 }
 
-char *fx_dump(unsigned int d)
+/* A dump of design @d measured, then written: the caller frees it. */
+char *fx_dump_of(fx_dump_fn dump, unsigned int d)
 {
 	struct osh_buf ob;
 	char *buf;
 
 	osh_buf_init(&ob, NULL, 0);
-	osh_acct_dump_memcgs(&fx.acct, &fx.tree, d, &ob);
+	dump(&fx.acct, &fx.tree, d, &ob);
 	buf = malloc(ob.len + 1);
 	osh_buf_init(&ob, buf, ob.len + 1);
-	osh_acct_dump_memcgs(&fx.acct, &fx.tree, d, &ob);
+	dump(&fx.acct, &fx.tree, d, &ob);
 	return buf;
+}
+
+char *fx_dump(unsigned int d)
+{
+	return fx_dump_of(osh_acct_dump_memcgs, d);
 }
 
 /* Local value of @key for memcg @memcg_id in design @d's dump; -999 if absent. */

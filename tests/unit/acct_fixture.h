@@ -30,6 +30,9 @@ int fx_alloc(int cpu, u64 memcg_id, unsigned long ptr, unsigned int size,
 bool fx_free_obj(int cpu, unsigned long ptr);
 void fx_drain_all(void);
 long fx_stat(u64 memcg_id, unsigned int d, const char *key);
+typedef void (*fx_dump_fn)(struct osh_acct *acct, struct osh_memcg_tree *tree,
+			   unsigned int d, struct osh_buf *ob);
+char *fx_dump_of(fx_dump_fn dump, unsigned int d);
 char *fx_dump(unsigned int d);
 
 #endif

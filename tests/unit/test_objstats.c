@@ -168,15 +168,7 @@ static void test_table_grows_without_losing_groups(void)
 
 static char *pins_dump(unsigned int d)
 {
-	struct osh_buf ob;
-	char *buf;
-
-	osh_buf_init(&ob, NULL, 0);
-	osh_acct_dump_pins(&fx.acct, &fx.tree, d, &ob);
-	buf = malloc(ob.len + 1);
-	osh_buf_init(&ob, buf, ob.len + 1);
-	osh_acct_dump_pins(&fx.acct, &fx.tree, d, &ob);
-	return buf;
+	return fx_dump_of(osh_acct_dump_pins, d);
 }
 
 static int count_lines(const char *text, const char *prefix)

@@ -62,13 +62,20 @@ def slab_object_size(name):
         return int(f.read())
 
 
+def fresh_tree(top, children, dirs):
+    """Cgroup `top` with the memory controller for its `children`, made
+    anew, and the scratch directories `dirs` under /mnt removed."""
+    enable_memory("/")
+    cg_rmdir_tree(top)
+    sh(["rm", "-rf"] + ["/mnt/" + d for d in dirs])
+    cg_mkdir(top, memory_for_children=True)
+    for c in children:
+        cg_mkdir(top + "/" + c)
+
+
 def test_slabinfo_adds_up_and_names_the_kernels_caches():
     n = scaled(3000, least=500)
-    enable_memory("/")
-    cg_rmdir_tree("rpt")
-    sh("rm -rf /mnt/rpt-files")
-    cg_mkdir("rpt", memory_for_children=True)
-    cg_mkdir("rpt/files")
+    fresh_tree("rpt", ["files"], ["rpt-files"])
     insmod()
     try:
         keep_files("rpt/files", n, "rpt-files")
@@ -142,12 +149,7 @@ def test_slabinfo_adds_up_and_names_the_kernels_caches():
 
 def test_pins_reports_what_removed_cgroups_left():
     na, nb = scaled(2000, least=400), scaled(700, least=200)
-    enable_memory("/")
-    cg_rmdir_tree("pins")
-    sh("rm -rf /mnt/pins-a /mnt/pins-b")
-    cg_mkdir("pins", memory_for_children=True)
-    cg_mkdir("pins/a")
-    cg_mkdir("pins/b")
+    fresh_tree("pins", ["a", "b"], ["pins-a", "pins-b"])
     insmod()
     pin = None
     try:
@@ -228,12 +230,7 @@ def test_crosscheck_agrees_with_bpftrace():
         raise TestSkipped("this kernel has no BPF (CONFIG_BPF_SYSCALL): bpftrace "
                           "cannot run")
     n_files, n_socks = scaled(1500, least=300), scaled(300, least=100)
-    enable_memory("/")
-    cg_rmdir_tree("cc")
-    sh("rm -rf /mnt/cc-files")
-    cg_mkdir("cc", memory_for_children=True)
-    cg_mkdir("cc/files")
-    cg_mkdir("cc/socks")
+    fresh_tree("cc", ["files", "socks"], ["cc-files"])
     insmod()
     try:
         cmd = ["sh", "-c", "%s --quiet --cgroup %s --keep-files --dir /mnt/cc-files "
@@ -265,11 +262,8 @@ def test_crosscheck_agrees_with_bpftrace():
 
 def test_export_writes_a_textfile_prometheus_parses():
     from prometheus_client.parser import text_string_to_metric_families
-    enable_memory("/")
-    cg_rmdir_tree("exp")
     weird = 'exp/we"ird\\ name'
-    cg_mkdir("exp", memory_for_children=True)
-    cg_mkdir(weird)
+    fresh_tree("exp", [weird[len("exp/"):]], [])
     insmod()
     out = "/tmp/osh-textfile"
     sh("rm -rf %s; mkdir -p %s" % (out, out))
