@@ -497,9 +497,11 @@ static void osh_dump_dying(struct osh_memcg *memcg, struct osh_dump_pins_arg *a)
 		       (unsigned long long)memcg->id,
 		       osh_memcg_state_name(READ_ONCE(memcg->state)),
 		       memcg->discovered && !offline_ns);
+	/* it may have gone offline after the dump read the clock */
 	if (offline_ns)
 		osh_buf_printf(a->ob, " offline_age_ms=%llu",
-			       (unsigned long long)(a->now_ns - offline_ns) /
+			       (unsigned long long)(a->now_ns > offline_ns ?
+						    a->now_ns - offline_ns : 0) /
 			       1000000);
 	/* beyond the tree's and the walk's: children and objcgs */
 	osh_buf_printf(a->ob, " refs=%d path=", refcount_read(&memcg->ref) - 2);
