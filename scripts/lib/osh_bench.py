@@ -35,6 +35,7 @@ from pathlib import Path
 import osh_vm
 
 REPO = Path(__file__).resolve().parents[2]
+SLAB_LAYOUTS = {"memcgptr"}
 DEFAULT_CONFIGS = ["designs=v6.1", "designs=v6.1 observe=0",
                    "designs=v6.1,v6.7,v7.1,pernode"]
 
@@ -121,8 +122,12 @@ def icount_configs(kernel: str) -> list[str]:
     import osh_experiment
     designs = osh_experiment.DESIGNS.get(kernel or "6.1",
                                          osh_experiment.DESIGNS["6.1"])
+    names = designs.split(",")
+    # a slab layout runs beside an obj_cgroup design (the module refuses it
+    # alone): its cost is what it adds to the kernel's own design
     return (["off", "probes_only=1"]
-            + ["designs=" + d for d in designs.split(",")]
+            + ["designs=" + (f"{names[0]},{d}" if d in SLAB_LAYOUTS else d)
+               for d in names]
             + ["default", "observe=0"])
 
 

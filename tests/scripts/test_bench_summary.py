@@ -14,6 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import script_tests  # noqa: E402
 import osh_bench  # noqa: E402
+import osh_experiment  # noqa: E402
 
 
 def rows_by(rows, op):
@@ -82,6 +83,15 @@ def test_breakdown_per_op_sums_and_compares():
     # without the probes' row nothing is compared
     rows = osh_bench.summarize_breakdown(breakdown, summary[:1])
     assert "added_beyond_probes" not in rows[-1]
+
+
+def test_icount_configs_load_slab_layouts_beside_a_design():
+    for kernel in ("6.1", "6.12", "7.3"):
+        configs = osh_bench.icount_configs(kernel)
+        alone = [c for c in configs if c == "designs=memcgptr"]
+        assert not alone, "%s: memcgptr alone would be refused: %s" % (kernel, configs)
+        ref = osh_experiment.DESIGNS[kernel].split(",")[0]
+        assert "designs=%s,memcgptr" % ref in configs, configs
 
 
 def test_breakdown_configs():
