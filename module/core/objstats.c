@@ -121,8 +121,7 @@ static bool osh_objstats_add(unsigned long key, const void *val, void *arg)
 	return true;
 }
 
-static int osh_objstats_walk(struct osh_acct *acct, struct osh_objmap *map,
-			     struct osh_objstats *st)
+static int osh_objstats_walk(struct osh_objmap *map, struct osh_objstats *st)
 {
 	size_t from = 0, slots = osh_objmap_capacity(map);
 	void *copy = kmalloc(map->val_size, GFP_KERNEL);
@@ -168,11 +167,11 @@ int osh_objstats_collect(struct osh_acct *acct, unsigned int d,
 	if (err)
 		return err;
 	st->kind_of_map = OSH_OBJSTAT_SLAB;
-	err = osh_objstats_walk(acct, &acct->objmap, st);
+	err = osh_objstats_walk(&acct->objmap, st);
 	if (err)
 		return err;
 	st->kind_of_map = OSH_OBJSTAT_PAGE;
-	return osh_objstats_walk(acct, &acct->pagemap, st);
+	return osh_objstats_walk(&acct->pagemap, st);
 }
 
 /**

@@ -136,6 +136,16 @@ def shadow_cgroups():
     return {int(r["id"]): r for r in read_records("cgroups")}
 
 
+def kmem_line(cid, design="v6.1"):
+    """The kmem record of memcg `cid` for `design`, numbers as ints; None
+    if there is none."""
+    for r in read_records("kmem"):
+        if int(r["id"]) == cid and r["design"] == design:
+            return {k: (int(v) if v.lstrip("-").isdigit() else v)
+                    for k, v in r.items()}
+    return None
+
+
 def hooks():
     return {r["name"]: r for r in read_records("hooks")}
 

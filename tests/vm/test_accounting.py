@@ -19,7 +19,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 from osh_guest import (FAMILY, Workload, cg_id, cg_mkdir, cg_move,  # noqa: E402
                        cg_path, cg_rmdir_tree, hooks,
-                       check, enable_memory, ensure_unloaded, insmod,
+                       check, enable_memory, ensure_unloaded, insmod, kmem_line,
                        read_kv, read_records, run_tests, shadow_cgroups,
                        wait_for, KMEMLOAD, scaled, sh)
 import osh_compare  # noqa: E402
@@ -56,14 +56,6 @@ def assert_within_bound(res, what):
     check(not bad and not errors, "%s: beyond the bound:\n%s%s" % (
         what, "\n".join(bad), errors))
     check(res["rows"], "%s: nothing compared" % what)
-
-
-def kmem_line(cid, design="v6.1"):
-    for r in read_records("kmem"):
-        if int(r["id"]) == cid and r["design"] == design:
-            return {k: (int(v) if v.lstrip("-").isdigit() else v)
-                    for k, v in r.items()}
-    return None
 
 
 def memory_stat(rel):

@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts", "lib"))
 from osh_guest import (KMEMLOAD, REFERENCE, REPO, TestSkipped,  # noqa: E402
                        Workload, cg_id, cg_mkdir, cg_path, cg_rmdir_tree,
                        check, enable_memory,
-                       ensure_unloaded, insmod, pin_with_socket, read_records,
+                       ensure_unloaded, insmod, kmem_line, pin_with_socket,
                        run_tests, scaled, sh, shadow_cgroups, wait_for)
 import osh_reports  # noqa: E402
 
@@ -24,10 +24,9 @@ SLACK = 64
 
 
 def kmem_of(cid):
-    for r in read_records("kmem"):
-        if int(r["id"]) == cid and r["design"] == REFERENCE:
-            return {k: int(v) for k, v in r.items() if v.lstrip("-").isdigit()}
-    check(False, "no kmem line for memcg %d" % cid)
+    k = kmem_line(cid, REFERENCE)
+    check(k is not None, "no kmem line for memcg %d" % cid)
+    return k
 
 
 def quiet_reading(cid):
