@@ -16,6 +16,7 @@
 #include <linux/cgroup.h>
 #include <linux/percpu.h>
 #include <linux/vmalloc.h>
+#include <linux/workqueue.h>
 #include <linux/uaccess.h>
 #include <objcg_shadow/objstats.h>
 #include <objcg_shadow/outbuf.h>
@@ -29,7 +30,6 @@ static bool osh_kmem_ready;
 
 /* task_struct pointer -> struct osh_task *, for the task-cache designs */
 static struct osh_objmap osh_taskmap;
-static unsigned int osh_taskmap_bits;
 static atomic_long_t osh_task_states_at_load;
 
 /*
@@ -218,9 +218,10 @@ static struct osh_memcg *osh_current_task_memcg(void *unused)
 
 static struct osh_task *osh_task_lookup(struct task_struct *p)
 {
-	struct osh_task **slot = osh_objmap_peek(&osh_taskmap, (unsigned long)p);
+	struct osh_task *state;
 
-	return slot ? READ_ONCE(*slot) : NULL;
+	return osh_objmap_read(&osh_taskmap, (unsigned long)p, &state) ?
+	       state : NULL;
 }
 
 static struct osh_task *osh_task_create(struct task_struct *p)
@@ -476,7 +477,7 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
  */
 void osh_kmem_slab_charge_existing(const void *ptr, gfp_t gfp)
 {
-	if (ptr && !osh_objmap_peek(&osh_acct.objmap, (unsigned long)ptr))
+	if (ptr && !osh_objmap_contains(&osh_acct.objmap, (unsigned long)ptr))
 		osh_kmem_slab_alloc(ptr, NULL, gfp | __GFP_ACCOUNT);
 }
 
@@ -631,9 +632,18 @@ void osh_kmem_task_forked(struct task_struct *child)
 void osh_kmem_discover_tasks(void)
 {
 	struct task_struct *g, *p;
+	size_t threads = 0;
 
 	if (!osh_any_task_cache)
 		return;
+	/* room first: the scan below holds RCU, so growth could not run */
+	rcu_read_lock();
+	for_each_process_thread(g, p)
+		threads++;
+	rcu_read_unlock();
+	if (osh_objmap_reserve(&osh_taskmap, threads + threads / 4))
+		pr_warn("no room for %zu task states; some will be missing\n",
+			threads);
 	rcu_read_lock();
 	for_each_process_thread(g, p) {
 		if ((p->flags & (PF_KTHREAD | PF_EXITING)) || osh_task_lookup(p))
@@ -739,33 +749,54 @@ static void osh_vfree(void *p)
 }
 
 /*
- * Room for as many threads as the kernel allows by default (max_threads:
- * RAM / (8 * THREAD_SIZE)) at the map's 60% fill, 8 tasks a bucket.
+ * Map growth: a map asks from the event path (any context, NMI included),
+ * an irq_work hands it to a worker, and the worker grows every map that
+ * asked (osh_objmap_grow() sleeps).
  */
-static unsigned int osh_taskmap_bits_for_threads(void)
-{
-	u64 threads = div64_u64((u64)totalram_pages() * PAGE_SIZE,
-				(u64)THREAD_SIZE * 8);
-	u64 buckets = div64_u64(threads * 5, 3 * 8);
+static struct osh_objmap *const osh_maps[] = {
+	&osh_acct.objmap, &osh_acct.pagemap, &osh_taskmap,
+};
 
-	return clamp_t(unsigned int, order_base_2(buckets), 10, 22);
+static struct irq_work osh_grow_irq_work;
+static struct work_struct osh_grow_work;
+
+static void osh_grow_maps(struct work_struct *work)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(osh_maps); i++) {
+		if (osh_objmap_wants_growth(osh_maps[i]))
+			osh_objmap_grow(osh_maps[i]);
+	}
+}
+
+static void osh_grow_irq(struct irq_work *work)
+{
+	queue_work(system_unbound_wq, &osh_grow_work);
+}
+
+static void osh_map_grow_needed(struct osh_objmap *map)
+{
+	irq_work_queue(&osh_grow_irq_work);
 }
 
 /**
  * osh_kmem_init() - allocate the accounting state
  * @designs: designs to run
  * @nr_designs: how many
- * @objmap_bits: log2 of object-map buckets (8 objects each)
- * @pagemap_bits: log2 of page-map buckets
- * @taskmap_bits: log2 of task-map buckets, 0: sized for the kernel's
- *	default thread limit
+ * @objmap_bits: log2 of object-map buckets (8 objects each) at load
+ * @pagemap_bits: log2 of page-map buckets at load
+ * @taskmap_bits: log2 of task-map buckets at load
+ * @grow: whether the maps grow with use (testing: false keeps them)
  *
  * Return: 0, -EINVAL, -ENOMEM.
  */
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		  unsigned int objmap_bits, unsigned int pagemap_bits,
-		  unsigned int taskmap_bits)
+		  unsigned int taskmap_bits, bool grow)
 {
+	void (*grow_needed)(struct osh_objmap *map) =
+		grow ? osh_map_grow_needed : NULL;
 	unsigned int d;
 	int cpu, err;
 
@@ -777,22 +808,18 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 	osh_ctx = alloc_percpu(struct osh_cpu_ctx);
 	if (!osh_ctx)
 		return -ENOMEM;
+	init_irq_work(&osh_grow_irq_work, osh_grow_irq);
+	INIT_WORK(&osh_grow_work, osh_grow_maps);
 	err = osh_acct_init(&osh_acct, designs, nr_designs, nr_node_ids,
-			    nr_cpu_ids, objmap_bits, pagemap_bits, osh_vzalloc);
-	if (err) {
-		osh_acct_destroy(&osh_acct, osh_vfree);
-		free_percpu(osh_ctx);
-		return err;
-	}
-	osh_taskmap_bits = taskmap_bits ?: osh_taskmap_bits_for_threads();
-	err = osh_objmap_init(&osh_taskmap, osh_taskmap_bits,
-			      sizeof(struct osh_task *), osh_vzalloc);
-	if (err) {
-		osh_objmap_destroy(&osh_taskmap, osh_vfree);
-		osh_acct_destroy(&osh_acct, osh_vfree);
-		free_percpu(osh_ctx);
-		return err;
-	}
+			    nr_cpu_ids, objmap_bits, pagemap_bits, osh_vzalloc,
+			    osh_vfree, grow_needed);
+	if (err)
+		goto destroy_acct;
+	err = osh_objmap_init(&osh_taskmap, taskmap_bits,
+			      sizeof(struct osh_task *), osh_vzalloc, osh_vfree,
+			      grow_needed);
+	if (err)
+		goto destroy_taskmap;
 	osh_acct.cpu_ctx = osh_ctx_of;
 	osh_reference = -1;
 	for (d = 0; d < nr_designs; d++) {
@@ -809,6 +836,13 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 			      osh_deferred_work);
 	}
 	return 0;
+
+destroy_taskmap:
+	osh_objmap_destroy(&osh_taskmap);
+destroy_acct:
+	osh_acct_destroy(&osh_acct);
+	free_percpu(osh_ctx);
+	return err;
 }
 
 static int osh_cpuhp_online = -1, osh_cpuhp_dead = -1;
@@ -958,6 +992,9 @@ void osh_kmem_stop(void)
 	osh_cpuhp_online = -1;
 	WRITE_ONCE(osh_kmem_ready, false);
 	osh_deferred_flush();
+	/* no handler asks for growth any more: let a running one finish */
+	irq_work_sync(&osh_grow_irq_work);
+	cancel_work_sync(&osh_grow_work);
 	osh_objmap_for_each(&osh_taskmap, osh_release_task_entry, NULL);
 	for_each_possible_cpu(cpu)
 		osh_acct_drain_cpu(&osh_acct, per_cpu_ptr(osh_ctx, cpu));
@@ -969,8 +1006,8 @@ void osh_kmem_stop(void)
  */
 void osh_kmem_exit(void)
 {
-	osh_objmap_destroy(&osh_taskmap, osh_vfree);
-	osh_acct_destroy(&osh_acct, osh_vfree);
+	osh_objmap_destroy(&osh_taskmap);
+	osh_acct_destroy(&osh_acct);
 	free_percpu(osh_ctx);
 	osh_ctx = NULL;
 }
@@ -1012,10 +1049,11 @@ void osh_kmem_dump_events(struct osh_buf *ob)
 	osh_buf_printf(ob, "attribution_mismatch=%lu\nkernel_only=%lu\nshadow_only=%lu\n",
 		       sum.attr_mismatch, sum.kernel_only, sum.shadow_only);
 	osh_buf_printf(ob,
-		       "task_states=%ld\ntask_states_at_load=%ld\ntask_state_alloc_failed=%ld\ntaskmap_bits=%u\n",
+		       "task_states=%ld\ntask_states_at_load=%ld\ntask_state_alloc_failed=%ld\n",
 		       atomic_long_read(&osh_task_states),
 		       atomic_long_read(&osh_task_states_at_load),
-		       atomic_long_read(&osh_task_alloc_failed), osh_taskmap_bits);
+		       atomic_long_read(&osh_task_alloc_failed));
+	osh_objmap_dump(&osh_taskmap, "taskmap", ob);
 	osh_acct_dump_events(&osh_acct, ob);
 }
 

@@ -23,10 +23,11 @@ static char osh_designs_param[256] = OSH_DEFAULT_DESIGNS;
 static struct osh_design osh_designs[OSH_MAX_DESIGNS];
 static int osh_nr_designs;
 static bool osh_memcgptr;	/* designs= named memcgptr: run the slab model */
-static unsigned int osh_objmap_bits = 17;
-static unsigned int osh_pagemap_bits = 12;
-static unsigned int osh_taskmap_bits;
+static unsigned int osh_objmap_bits = 10;
+static unsigned int osh_pagemap_bits = 8;
+static unsigned int osh_taskmap_bits = 8;
 static unsigned int osh_observe = 1;
+static unsigned int osh_map_growth = 1;
 static unsigned int osh_probes_only;
 static unsigned int osh_time_handlers;
 
@@ -56,10 +57,11 @@ static const struct kernel_param_ops osh_##_name##_ops = {		\
 }
 
 OSH_UINT_RANGE_PARAM_OPS(keep_freed, 0, OSH_KEEP_FREED_MAX);
-OSH_UINT_RANGE_PARAM_OPS(objmap_bits, 8, 24);
-OSH_UINT_RANGE_PARAM_OPS(pagemap_bits, 6, 22);
-OSH_UINT_RANGE_PARAM_OPS(taskmap_bits, 0, 22);
+OSH_UINT_RANGE_PARAM_OPS(objmap_bits, 4, 24);
+OSH_UINT_RANGE_PARAM_OPS(pagemap_bits, 4, 22);
+OSH_UINT_RANGE_PARAM_OPS(taskmap_bits, 4, 22);
 OSH_UINT_RANGE_PARAM_OPS(observe, 0, 1);
+OSH_UINT_RANGE_PARAM_OPS(map_growth, 0, 1);
 OSH_UINT_RANGE_PARAM_OPS(probes_only, 0, 1);
 OSH_UINT_RANGE_PARAM_OPS(time_handlers, 0, 1);
 
@@ -98,13 +100,16 @@ MODULE_PARM_DESC(designs,
 		 OSH_DEFAULT_DESIGNS ")");
 module_param_cb(objmap_bits, &osh_objmap_bits_ops, &osh_objmap_bits, 0444);
 MODULE_PARM_DESC(objmap_bits,
-		 "log2 of object map buckets of 8 objects (8..24, default 17)");
+		 "log2 of object map buckets of 8 objects at load; it grows with use (4..24, default 10)");
 module_param_cb(pagemap_bits, &osh_pagemap_bits_ops, &osh_pagemap_bits, 0444);
 MODULE_PARM_DESC(pagemap_bits,
-		 "log2 of kmem page map buckets of 8 pages (6..22, default 12)");
+		 "log2 of kmem page map buckets of 8 pages at load; it grows with use (4..22, default 8)");
 module_param_cb(taskmap_bits, &osh_taskmap_bits_ops, &osh_taskmap_bits, 0444);
 MODULE_PARM_DESC(taskmap_bits,
-		 "log2 of task map buckets of 8 tasks (0: sized for the kernel's default thread limit, or 1..22)");
+		 "log2 of task map buckets of 8 tasks at load; it grows with use (4..22, default 8)");
+module_param_cb(map_growth, &osh_map_growth_ops, &osh_map_growth, 0444);
+MODULE_PARM_DESC(map_growth,
+		 "testing: 0 keeps each map at its load size, so a full map drops (and counts) objects; 1: maps grow with use (default)");
 module_param_cb(observe, &osh_observe_ops, &osh_observe, 0444);
 MODULE_PARM_DESC(observe,
 		 "1: count the kernel's own stock operations for the fidelity check (default); 0: skip those kprobes");
@@ -231,7 +236,7 @@ static int __init osh_init(void)
 	osh_tree_init(&osh_tree, osh_keep_freed, osh_acct_memcg_release);
 	/* a failing osh_kmem_init() frees what it allocated */
 	err_code = osh_kmem_init(osh_designs, osh_nr_designs, osh_objmap_bits,
-				 osh_pagemap_bits, osh_taskmap_bits);
+				 osh_pagemap_bits, osh_taskmap_bits, osh_map_growth);
 	if (err_code)
 		return err_code;
 	err_code = osh_init_step("kmem", 0);

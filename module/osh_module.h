@@ -34,7 +34,7 @@ void osh_slabmodel_dump(struct osh_buf *ob);
 
 int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 		  unsigned int objmap_bits, unsigned int pagemap_bits,
-		  unsigned int taskmap_bits);
+		  unsigned int taskmap_bits, bool grow);
 void osh_kmem_discover_tasks(void);
 int osh_kmem_start(void);
 void osh_kmem_dump_hotplug(struct osh_buf *ob);

@@ -292,8 +292,10 @@ unsigned int osh_design_take_slab_layouts(struct osh_design *designs,
 int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 		  unsigned int nr_designs, unsigned int nr_nodes,
 		  unsigned int nr_cpus, unsigned int objmap_bits,
-		  unsigned int pagemap_bits, void *(*alloc)(size_t size));
-void osh_acct_destroy(struct osh_acct *acct, void (*free_fn)(void *));
+		  unsigned int pagemap_bits, void *(*alloc)(size_t size),
+		  void (*free_fn)(void *p),
+		  void (*grow_needed)(struct osh_objmap *map));
+void osh_acct_destroy(struct osh_acct *acct);
 void osh_acct_cpu_init(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 		       int cpu, int node);
 void osh_acct_drain_cpu(struct osh_acct *acct, struct osh_cpu_ctx *ctx);

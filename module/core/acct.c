@@ -702,6 +702,30 @@ bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	return true;
 }
 
+struct osh_page_mark {
+	struct osh_acct *acct;
+	unsigned int kind;
+};
+
+static bool osh_mark_page_entry(void *val, void *arg)
+{
+	struct osh_objinfo *info = val, only = {};
+	struct osh_page_mark *m = arg;
+	unsigned int d;
+
+	if (info->flags & m->kind)
+		return false;
+	info->flags |= m->kind;
+	only.size = info->size;
+	only.node = info->node;
+	only.flags = m->kind;
+	for (d = 0; d < m->acct->nr_designs; d++) {
+		if (info->objcg[d])
+			osh_page_kind_stat(m->acct, &only, info->objcg[d], 1);
+	}
+	return true;
+}
+
 /**
  * osh_acct_mark_page() - say what a tracked kmem page is used for
  * @acct: accounting state
@@ -714,21 +738,9 @@ bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 bool osh_acct_mark_page(struct osh_acct *acct, unsigned long page,
 			unsigned int kind)
 {
-	struct osh_objinfo *info = osh_objmap_peek(&acct->pagemap, page);
-	struct osh_objinfo only = {};
-	unsigned int d;
+	struct osh_page_mark m = { .acct = acct, .kind = kind };
 
-	if (!info || (info->flags & kind))
-		return false;
-	info->flags |= kind;
-	only.size = info->size;
-	only.node = info->node;
-	only.flags = kind;
-	for (d = 0; d < acct->nr_designs; d++) {
-		if (info->objcg[d])
-			osh_page_kind_stat(acct, &only, info->objcg[d], 1);
-	}
-	return true;
+	return osh_objmap_update(&acct->pagemap, page, osh_mark_page_entry, &m);
 }
 
 /* --- setup and teardown -------------------------------------------------------- */
@@ -742,14 +754,18 @@ bool osh_acct_mark_page(struct osh_acct *acct, unsigned long page,
  * @nr_cpus: CPU ids are below this
  * @objmap_bits: log2 of the object map's buckets
  * @pagemap_bits: log2 of the page map's buckets
- * @alloc: zeroing allocator for the maps
+ * @alloc: zeroing allocator for the maps' tables
+ * @free_fn: its free function
+ * @grow_needed: how a map asks to grow (see osh_objmap_init())
  *
  * Return: 0, -EINVAL, or -ENOMEM.
  */
 int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 		  unsigned int nr_designs, unsigned int nr_nodes,
 		  unsigned int nr_cpus, unsigned int objmap_bits,
-		  unsigned int pagemap_bits, void *(*alloc)(size_t size))
+		  unsigned int pagemap_bits, void *(*alloc)(size_t size),
+		  void (*free_fn)(void *p),
+		  void (*grow_needed)(struct osh_objmap *map))
 {
 	unsigned int i;
 
@@ -772,9 +788,9 @@ int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 		acct->task_nodes_total += nr_nodes;
 	}
 	if (osh_objmap_init(&acct->objmap, objmap_bits, osh_objinfo_size(acct),
-			    alloc) ||
+			    alloc, free_fn, grow_needed) ||
 	    osh_objmap_init(&acct->pagemap, pagemap_bits,
-			    osh_objinfo_size(acct), alloc))
+			    osh_objinfo_size(acct), alloc, free_fn, grow_needed))
 		return -ENOMEM;
 	return 0;
 }
@@ -908,11 +924,10 @@ void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree)
 
 /**
  * osh_acct_destroy() - free the maps
- * @acct: accounting state, torn down
- * @free_fn: frees what init's allocator returned
+ * @acct: accounting state, torn down (or whose init failed)
  */
-void osh_acct_destroy(struct osh_acct *acct, void (*free_fn)(void *))
+void osh_acct_destroy(struct osh_acct *acct)
 {
-	osh_objmap_destroy(&acct->objmap, free_fn);
-	osh_objmap_destroy(&acct->pagemap, free_fn);
+	osh_objmap_destroy(&acct->objmap);
+	osh_objmap_destroy(&acct->pagemap);
 }

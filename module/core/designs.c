@@ -301,12 +301,8 @@ void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
 			recursion += READ_ONCE(ctx->recursion);
 	}
 	osh_buf_printf(ob, "dropped_recursion=%lu\n", recursion);
-	osh_buf_printf(ob, "objmap_live=%ld\nobjmap_capacity=%zu\n",
-		       atomic_long_read(&acct->objmap.nr),
-		       osh_objmap_capacity(&acct->objmap));
-	osh_buf_printf(ob, "pagemap_live=%ld\npagemap_capacity=%zu\n",
-		       atomic_long_read(&acct->pagemap.nr),
-		       osh_objmap_capacity(&acct->pagemap));
+	osh_objmap_dump(&acct->objmap, "objmap", ob);
+	osh_objmap_dump(&acct->pagemap, "pagemap", ob);
 	osh_buf_printf(ob, "objects_kernel_did_not_charge=%ld\n",
 		       atomic_long_read(&acct->nr_kernel_uncharged));
 }
@@ -347,8 +343,12 @@ static void osh_add_page(unsigned long key, void *val, void *arg)
 void osh_acct_live_totals(struct osh_acct *acct, struct osh_live_totals *t)
 {
 	memset(t, 0, sizeof(*t));
+	osh_objmap_walk_begin(&acct->objmap);
 	osh_objmap_for_each(&acct->objmap, osh_add_object, t);
+	osh_objmap_walk_end(&acct->objmap);
+	osh_objmap_walk_begin(&acct->pagemap);
 	osh_objmap_for_each(&acct->pagemap, osh_add_page, t);
+	osh_objmap_walk_end(&acct->pagemap);
 }
 
 struct osh_memcg_sums {

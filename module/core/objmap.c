@@ -1,55 +1,150 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Lock-free object map; see include/objcg_shadow/objmap.h.
+ * Growable lock-free object map; see include/objcg_shadow/objmap.h.
  */
 #include <objcg_shadow/objmap.h>
+#include <objcg_shadow/outbuf.h>
+
+/* spins a remover waits for a move: far beyond its few stores */
+#define OSH_OBJMAP_MOVE_SPINS	BIT(24)
+
+static void osh_table_free(struct osh_objmap *map, struct osh_objmap_table *t)
+{
+	if (!t)
+		return;
+	map->free_fn(t->keys);
+	map->free_fn(t->vals);
+	map->free_fn(t->spilled);
+	map->free_fn(t);
+}
+
+static struct osh_objmap_table *osh_table_alloc(struct osh_objmap *map,
+						size_t nr_buckets)
+{
+	size_t slots = nr_buckets * OSH_OBJMAP_WAYS;
+	struct osh_objmap_table *t = map->alloc(sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->nr_buckets = nr_buckets;
+	t->keys = map->alloc(slots * sizeof(*t->keys));
+	t->vals = map->alloc(slots * map->val_size);
+	t->spilled = map->alloc(nr_buckets * sizeof(*t->spilled));
+	if (!t->keys || !t->vals || !t->spilled) {
+		osh_table_free(map, t);
+		return NULL;
+	}
+	return t;
+}
+
+static size_t osh_table_slots(const struct osh_objmap_table *t)
+{
+	return t->nr_buckets * OSH_OBJMAP_WAYS;
+}
 
 /**
  * osh_objmap_init() - allocate an empty map
  * @map: the map
- * @bucket_bits: log2 of the number of buckets
+ * @bucket_bits: log2 of the number of buckets it starts with
  * @val_size: bytes of value per entry
- * @alloc: zeroing allocator for the two arrays (vzalloc in the kernel)
+ * @alloc: zeroing allocator for the tables (vzalloc in the kernel)
+ * @free_fn: its free function
+ * @grow_needed: called, from any context, when the map should grow; it
+ *		 must arrange for osh_objmap_grow() in process context.
+ *		 NULL: the map grows only when its owner calls that.
  *
  * Return: 0 or -ENOMEM.
  */
 int osh_objmap_init(struct osh_objmap *map, unsigned int bucket_bits,
-		    size_t val_size, void *(*alloc)(size_t size))
+		    size_t val_size, void *(*alloc)(size_t size),
+		    void (*free_fn)(void *p),
+		    void (*grow_needed)(struct osh_objmap *map))
 {
-	size_t slots = (size_t)OSH_OBJMAP_WAYS << bucket_bits;
-
 	memset(map, 0, sizeof(*map));
-	map->bucket_bits = bucket_bits;
 	map->val_size = ALIGN(val_size, sizeof(long));
-	map->keys = alloc(slots * sizeof(*map->keys));
-	map->vals = alloc(slots * map->val_size);
-	if (!map->keys || !map->vals)
-		return -ENOMEM;
-	return 0;
+	map->alloc = alloc;
+	map->free_fn = free_fn;
+	map->grow_needed = grow_needed;
+	mutex_init(&map->grow_lock);
+	map->views[0].cur = osh_table_alloc(map, (size_t)1 << bucket_bits);
+	map->view = &map->views[0];
+	return map->views[0].cur ? 0 : -ENOMEM;
 }
 
 /**
- * osh_objmap_destroy() - free the arrays; no user may remain
+ * osh_objmap_destroy() - free the tables; no user may remain
  * @map: the map
- * @free_fn: matching free function
  */
-void osh_objmap_destroy(struct osh_objmap *map, void (*free_fn)(void *))
+void osh_objmap_destroy(struct osh_objmap *map)
 {
-	free_fn(map->keys);
-	free_fn(map->vals);
-	map->keys = NULL;
-	map->vals = NULL;
+	unsigned int i;
+
+	if (!map->view)
+		return;
+	osh_table_free(map, map->view->cur);
+	for (i = 0; i < map->view->nr_old; i++)
+		osh_table_free(map, map->view->old[i]);
+	map->view = NULL;
+}
+
+static struct osh_objmap_view *osh_view(struct osh_objmap *map)
+{
+	/* pairs with the release that published the view */
+	return smp_load_acquire(&map->view);
+}
+
+static size_t osh_view_slots(const struct osh_objmap_view *v)
+{
+	size_t slots = osh_table_slots(v->cur);
+	unsigned int i;
+
+	for (i = 0; i < v->nr_old; i++)
+		slots += osh_table_slots(v->old[i]);
+	return slots;
 }
 
 /**
- * osh_objmap_capacity() - number of slots
+ * osh_objmap_capacity() - slots of the table inserts go to
  * @map: the map
  *
- * Return: slots in the map; inserts start failing somewhat below this.
+ * Return: slots; inserts start failing somewhat below this.
  */
-size_t osh_objmap_capacity(const struct osh_objmap *map)
+size_t osh_objmap_capacity(struct osh_objmap *map)
 {
-	return (size_t)OSH_OBJMAP_WAYS << map->bucket_bits;
+	size_t slots;
+
+	rcu_read_lock();
+	slots = osh_table_slots(osh_view(map)->cur);
+	rcu_read_unlock();
+	return slots;
+}
+
+/**
+ * osh_objmap_slots() - slots of all the map's tables, as walks number them
+ * @map: the map
+ *
+ * Return: slots of the current table and of any old one still emptying.
+ */
+size_t osh_objmap_slots(struct osh_objmap *map)
+{
+	size_t slots;
+
+	rcu_read_lock();
+	slots = osh_view_slots(osh_view(map));
+	rcu_read_unlock();
+	return slots;
+}
+
+/**
+ * osh_objmap_bytes() - memory the map's tables take now
+ * @map: the map
+ *
+ * Return: bytes of keys and values, both tables while one grows.
+ */
+size_t osh_objmap_bytes(struct osh_objmap *map)
+{
+	return osh_objmap_slots(map) * (sizeof(unsigned long) + map->val_size +
+					sizeof(atomic_t) / OSH_OBJMAP_WAYS);
 }
 
 /* splitmix64's finaliser: every input bit affects every output bit */
@@ -63,28 +158,187 @@ static u64 osh_mix64(u64 x)
 }
 
 /*
- * The two candidate buckets must be independent for two-choice hashing to
- * balance the load: take them from the two halves of one strong mix.
+ * The two home buckets must be independent for two-choice hashing to
+ * balance the load: take them from the two halves of one strong mix, each
+ * scaled onto any number of buckets by a multiply (no power of two needed,
+ * so a table can grow by half).
  */
-static size_t osh_bucket_of(const struct osh_objmap *map, unsigned long key,
-			    unsigned int which)
+static void osh_homes(const struct osh_objmap_table *t, unsigned long key,
+		      size_t home[2])
 {
 	u64 h = osh_mix64(key);
-	u64 mask = (1ULL << map->bucket_bits) - 1;
 
-	h = which ? (h >> 32) ^ (h << 7) : h;
-	return (size_t)(h & mask) * OSH_OBJMAP_WAYS;
+	home[0] = ((u64)(u32)h * t->nr_buckets) >> 32;
+	home[1] = ((h >> 32) * t->nr_buckets) >> 32;
 }
 
-static void *osh_val(const struct osh_objmap *map, size_t slot)
+static size_t osh_spill_bucket(const struct osh_objmap_table *t, size_t home,
+			       unsigned int step)
 {
-	return map->vals + slot * map->val_size;
+	return (home + step) % t->nr_buckets;
+}
+
+static void *osh_val(const struct osh_objmap *map,
+		     const struct osh_objmap_table *t, size_t slot)
+{
+	return t->vals + slot * map->val_size;
+}
+
+/* Claim a free slot of @bucket, fill it and publish @key.  Or NULL. */
+static void *osh_bucket_claim(struct osh_objmap *map,
+			      struct osh_objmap_table *t, size_t bucket,
+			      unsigned long key, const void *val)
+{
+	size_t slot = bucket * OSH_OBJMAP_WAYS, end = slot + OSH_OBJMAP_WAYS;
+
+	for (; slot < end; slot++) {
+		if (READ_ONCE(t->keys[slot]) ||
+		    cmpxchg(&t->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY))
+			continue;
+		memcpy(osh_val(map, t, slot), val, map->val_size);
+		/* publish the key only once its value is complete */
+		smp_store_release(&t->keys[slot], key);
+		return osh_val(map, t, slot);
+	}
+	return NULL;
+}
+
+static unsigned int osh_bucket_empty(const struct osh_objmap_table *t,
+				     size_t bucket)
+{
+	unsigned int i, empty = 0;
+
+	for (i = 0; i < OSH_OBJMAP_WAYS; i++)
+		empty += !READ_ONCE(t->keys[bucket * OSH_OBJMAP_WAYS + i]);
+	return empty;
+}
+
+static void osh_spill_count(struct osh_objmap_table *t, const size_t home[2],
+			    int delta)
+{
+	atomic_add(delta, &t->spilled[home[0]]);
+	if (home[1] != home[0])
+		atomic_add(delta, &t->spilled[home[1]]);
+}
+
+/*
+ * Insert into @t: the emptier home bucket (two choices keep the fullest
+ * bucket near the mean), else a bucket in the few after either home.  A
+ * spilled entry is counted in both homes before it is published, so a
+ * look-up knows to search past them.  Return: the stored value, or NULL.
+ */
+static void *osh_table_insert(struct osh_objmap *map,
+			      struct osh_objmap_table *t, unsigned long key,
+			      const void *val)
+{
+	unsigned int b, step, first;
+	size_t home[2];
+	void *stored;
+
+	osh_homes(t, key, home);
+	first = osh_bucket_empty(t, home[1]) > osh_bucket_empty(t, home[0]);
+	for (b = 0; b < 2; b++) {
+		stored = osh_bucket_claim(map, t, home[b ^ first], key, val);
+		if (stored)
+			return stored;
+	}
+	osh_spill_count(t, home, 1);
+	for (step = 1; step <= OSH_OBJMAP_SPILL; step++) {
+		for (b = 0; b < 2; b++) {
+			size_t bucket = osh_spill_bucket(t, home[b ^ first], step);
+
+			stored = osh_bucket_claim(map, t, bucket, key, val);
+			if (stored)
+				return stored;
+		}
+	}
+	osh_spill_count(t, home, -1);
+	return NULL;
+}
+
+/* The slot of @bucket holding @key (or @key moving if @moving), or -1. */
+static long osh_bucket_find(const struct osh_objmap_table *t, size_t bucket,
+			    unsigned long key, bool moving)
+{
+	size_t slot = bucket * OSH_OBJMAP_WAYS, end = slot + OSH_OBJMAP_WAYS;
+
+	for (; slot < end; slot++) {
+		/* pairs with the release that published the key */
+		unsigned long k = smp_load_acquire(&t->keys[slot]);
+
+		if (k == key || (moving && k == (key | OSH_OBJMAP_KEY_MOVING)))
+			return (long)slot;
+	}
+	return -1;
+}
+
+/* The slot of @t holding @key, or of @key being moved if @moving; or -1. */
+static long osh_table_find(const struct osh_objmap_table *t, unsigned long key,
+			   bool moving)
+{
+	unsigned int b, step;
+	size_t home[2];
+	long slot;
+
+	osh_homes(t, key, home);
+	for (b = 0; b < 2; b++) {
+		slot = osh_bucket_find(t, home[b], key, moving);
+		if (slot >= 0)
+			return slot;
+	}
+	if (!atomic_read(&t->spilled[home[0]]))
+		return -1;
+	for (step = 1; step <= OSH_OBJMAP_SPILL; step++) {
+		for (b = 0; b < 2; b++) {
+			slot = osh_bucket_find(t, osh_spill_bucket(t, home[b], step),
+					       key, moving);
+			if (slot >= 0)
+				return slot;
+		}
+	}
+	return -1;
+}
+
+/* Empty the slot holding @key, owned by the caller; uncount a spill. */
+static void osh_table_clear(struct osh_objmap_table *t, size_t slot,
+			    unsigned long key)
+{
+	size_t home[2], bucket = slot / OSH_OBJMAP_WAYS;
+
+	/* the copy of the value must complete before the slot is reused */
+	smp_store_release(&t->keys[slot], 0UL);
+	osh_homes(t, key, home);
+	if (bucket != home[0] && bucket != home[1])
+		osh_spill_count(t, home, -1);
+}
+
+/* 3/4 full: the spill buckets take the inserts until growth has run */
+static bool osh_table_wants_growth(struct osh_objmap *map,
+				   const struct osh_objmap_table *t)
+{
+	return atomic_long_read(&map->nr) * 4 > (long)osh_table_slots(t) * 3;
+}
+
+/**
+ * osh_objmap_wants_growth() - whether the map is fuller than it should be
+ * @map: the map
+ *
+ * Return: true if osh_objmap_grow() should run.
+ */
+bool osh_objmap_wants_growth(struct osh_objmap *map)
+{
+	bool wants;
+
+	rcu_read_lock();
+	wants = osh_table_wants_growth(map, osh_view(map)->cur);
+	rcu_read_unlock();
+	return wants;
 }
 
 /**
  * osh_objmap_insert() - add an entry for @key
  * @map: the map
- * @key: object address (never 0 or 1)
+ * @key: object address (never 0 or 1, and even)
  * @val: value to copy in
  * @stale_out: receives the value of a stale entry for @key, if any
  * @had_stale: set when such an entry was found and removed
@@ -93,57 +347,89 @@ static void *osh_val(const struct osh_objmap *map, size_t slot)
  * without a hook); it is removed and handed back so the caller can undo
  * its charge and count it.
  *
+ * Context: any, with preemption off (the table is RCU-freed).
  * Return: the stored value, or NULL when both buckets are full (counted).
+ * The stored value may move while the map grows: use it only at once.
  */
 void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
 			const void *val, void *stale_out, bool *had_stale)
 {
-	size_t base[2] = { osh_bucket_of(map, key, 0),
-			   osh_bucket_of(map, key, 1) };
-	unsigned int b, i, empty[2] = { 0, 0 }, first;
+	struct osh_objmap_view *v = osh_view(map);
+	void *stored;
 
 	*had_stale = osh_objmap_remove(map, key, stale_out);
 	if (*had_stale)
 		atomic_long_inc(&map->replaced);
-
-	/* two choices: fill the emptier bucket, keeping the maximum load low */
-	for (b = 0; b < 2; b++)
-		for (i = 0; i < OSH_OBJMAP_WAYS; i++)
-			empty[b] += !READ_ONCE(map->keys[base[b] + i]);
-	first = empty[1] > empty[0];
-
-	for (b = 0; b < 2; b++) {
-		for (i = 0; i < OSH_OBJMAP_WAYS; i++) {
-			size_t slot = base[b ^ first] + i;
-
-			if (READ_ONCE(map->keys[slot]) ||
-			    cmpxchg(&map->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY))
-				continue;
-			memcpy(osh_val(map, slot), val, map->val_size);
-			/* publish the key only once its value is complete */
-			smp_store_release(&map->keys[slot], key);
-			atomic_long_inc(&map->nr);
-			return osh_val(map, slot);
-		}
+	stored = osh_table_insert(map, v->cur, key, val);
+	if (!stored) {
+		atomic_long_inc(&map->full);
+		return NULL;
 	}
-	atomic_long_inc(&map->full);
-	return NULL;
+	atomic_long_inc(&map->nr);
+	/* asked again by each insert until it runs: no request is lost */
+	if (map->grow_needed && osh_table_wants_growth(map, v->cur))
+		map->grow_needed(map);
+	return stored;
 }
 
-static long osh_find(struct osh_objmap *map, unsigned long key)
+/*
+ * Wait until the slot of @t stops holding the moving @key.  Return: false
+ * if it did not within the spin budget (an NMI on the mover's CPU).
+ */
+static bool osh_wait_move(struct osh_objmap *map, struct osh_objmap_table *t,
+			  long slot, unsigned long key)
 {
-	unsigned int b, i;
+	unsigned long spins;
 
-	for (b = 0; b < 2; b++) {
-		size_t base = osh_bucket_of(map, key, b);
+	atomic_long_inc(&map->move_waits);
+	for (spins = 0; spins < OSH_OBJMAP_MOVE_SPINS; spins++) {
+		if (READ_ONCE(t->keys[slot]) != (key | OSH_OBJMAP_KEY_MOVING))
+			return true;
+		cpu_relax();
+	}
+	return false;
+}
 
-		for (i = 0; i < OSH_OBJMAP_WAYS; i++) {
-			/* pairs with the release that published the key */
-			if (smp_load_acquire(&map->keys[base + i]) == key)
-				return (long)(base + i);
+/*
+ * Find @key and own it: in the old table by cmpxchg, so that it cannot
+ * be moved meanwhile; in the current table by being the key's only
+ * remover.  Return: false if absent.
+ */
+static bool osh_find_owned(struct osh_objmap *map, unsigned long key,
+			   struct osh_objmap_table **table, long *slot)
+{
+	struct osh_objmap_view *v = osh_view(map);
+	unsigned int i;
+	long s;
+
+	/*
+	 * The old tables first: a move publishes the key in the current
+	 * table before it empties the old slot, so a key not found in the
+	 * old tables is found in the current one.
+	 */
+	for (i = 0; i < v->nr_old; i++) {
+		struct osh_objmap_table *old = v->old[i];
+
+		for (;;) {
+			s = osh_table_find(old, key, true);
+			if (s < 0)
+				break;
+			if (cmpxchg(&old->keys[s], key,
+				    key | OSH_OBJMAP_KEY_MOVING) == key) {
+				*table = old;
+				*slot = s;
+				return true;
+			}
+			if (!osh_wait_move(map, old, s, key))
+				return false;
 		}
 	}
-	return -1;
+	s = osh_table_find(v->cur, key, false);
+	if (s < 0)
+		return false;
+	*table = v->cur;
+	*slot = s;
+	return true;
 }
 
 /**
@@ -152,36 +438,287 @@ static long osh_find(struct osh_objmap *map, unsigned long key)
  * @key: object address
  * @val_out: receives the value
  *
+ * Context: any, with preemption off.
  * Return: true if the key was present.
  */
 bool osh_objmap_remove(struct osh_objmap *map, unsigned long key,
 		       void *val_out)
 {
-	long slot = osh_find(map, key);
+	struct osh_objmap_table *t;
+	long slot;
 
-	if (slot < 0)
+	if (!osh_find_owned(map, key, &t, &slot))
 		return false;
-	memcpy(val_out, osh_val(map, slot), map->val_size);
-	/* the copy must complete before the slot can be claimed again */
-	smp_store_release(&map->keys[slot], 0UL);
+	memcpy(val_out, osh_val(map, t, slot), map->val_size);
+	osh_table_clear(t, slot, key);
 	atomic_long_dec(&map->nr);
 	return true;
 }
 
 /**
- * osh_objmap_peek() - the value of @key, in place
+ * osh_objmap_update() - change the value of @key in place
+ * @map: the map
+ * @key: object address
+ * @fn: called on the value, with the entry held against moves
+ * @arg: its argument
+ *
+ * Context: any, with preemption off; @key is not removed meanwhile.
+ * Return: false if the key is absent, else what @fn returned.
+ */
+bool osh_objmap_update(struct osh_objmap *map, unsigned long key,
+		       bool (*fn)(void *val, void *arg), void *arg)
+{
+	struct osh_objmap_table *t;
+	long slot;
+	bool ret;
+
+	if (!osh_find_owned(map, key, &t, &slot))
+		return false;
+	ret = fn(osh_val(map, t, slot), arg);
+	/* an old table's entry was held as moving: hand it back */
+	smp_store_release(&t->keys[slot], key);
+	return ret;
+}
+
+/**
+ * osh_objmap_read() - copy out the value of @key
+ * @map: the map
+ * @key: object address
+ * @val_out: receives the value
+ *
+ * Context: any, with preemption off; @key is not removed meanwhile.
+ * Return: true if the key was present.
+ */
+bool osh_objmap_read(struct osh_objmap *map, unsigned long key,
+		     void *val_out)
+{
+	struct osh_objmap_view *v = osh_view(map);
+	unsigned int i;
+	long slot;
+
+	/* a moving entry's value is the same in both tables */
+	for (i = 0; i < v->nr_old; i++) {
+		slot = osh_table_find(v->old[i], key, true);
+		if (slot >= 0) {
+			memcpy(val_out, osh_val(map, v->old[i], slot),
+			       map->val_size);
+			return true;
+		}
+	}
+	slot = osh_table_find(v->cur, key, false);
+	if (slot < 0)
+		return false;
+	memcpy(val_out, osh_val(map, v->cur, slot), map->val_size);
+	return true;
+}
+
+/**
+ * osh_objmap_contains() - whether @key is in the map
  * @map: the map
  * @key: object address
  *
- * Context: the caller guarantees @key is not removed meanwhile (e.g. the
- * object cannot be freed while it runs).
- * Return: the value or NULL.
+ * Context: any, with preemption off.
+ * Return: true if present at some moment of the call.
  */
-void *osh_objmap_peek(struct osh_objmap *map, unsigned long key)
+bool osh_objmap_contains(struct osh_objmap *map, unsigned long key)
 {
-	long slot = osh_find(map, key);
+	struct osh_objmap_view *v = osh_view(map);
+	unsigned int i;
 
-	return slot < 0 ? NULL : osh_val(map, slot);
+	for (i = 0; i < v->nr_old; i++)
+		if (osh_table_find(v->old[i], key, true) >= 0)
+			return true;
+	return osh_table_find(v->cur, key, false) >= 0;
+}
+
+/*
+ * Move one entry of @old into @cur.  Interrupts are off so that no
+ * remover on this CPU can wait for it.  Return: false if @cur was full
+ * (the entry stays in @old).
+ */
+static bool osh_move_slot(struct osh_objmap *map, struct osh_objmap_table *old,
+			  struct osh_objmap_table *cur, size_t slot)
+{
+	unsigned long key, flags;
+	bool ok = true;
+
+	local_irq_save(flags);
+	for (;;) {
+		key = READ_ONCE(old->keys[slot]);
+		if (key <= OSH_OBJMAP_KEY_BUSY)
+			goto out_irq;
+		/*
+		 * Held by a remover or an updater on another CPU (one on
+		 * this CPU finished before we run): its few stores end soon.
+		 */
+		if (key & OSH_OBJMAP_KEY_MOVING) {
+			cpu_relax();
+			continue;
+		}
+		if (cmpxchg(&old->keys[slot], key,
+			    key | OSH_OBJMAP_KEY_MOVING) == key)
+			break;
+	}
+	if (!osh_table_insert(map, cur, key, osh_val(map, old, slot))) {
+		/* no room: hand the entry back, unchanged, to its old slot */
+		smp_store_release(&old->keys[slot], key);
+		ok = false;
+		goto out_irq;
+	}
+	osh_table_clear(old, slot, key);
+	atomic_long_inc(&map->moved);
+out_irq:
+	local_irq_restore(flags);
+	return ok;
+}
+
+/* Move every entry of @old into @cur.  Return: false if @cur filled up. */
+static bool osh_move_table(struct osh_objmap *map, struct osh_objmap_table *old,
+			   struct osh_objmap_table *cur)
+{
+	size_t slot, slots = osh_table_slots(old);
+
+	for (slot = 0; slot < slots; slot++) {
+		if (!osh_move_slot(map, old, cur, slot))
+			return false;
+		if (!(slot & 1023))
+			cond_resched();
+	}
+	return true;
+}
+
+static bool osh_move_olds(struct osh_objmap *map, struct osh_objmap_view *v)
+{
+	unsigned int i;
+
+	for (i = 0; i < v->nr_old; i++)
+		if (!osh_move_table(map, v->old[i], v->cur))
+			return false;
+	return true;
+}
+
+/*
+ * Publish a view of @cur alone in place of @v, whose old tables are empty,
+ * and free them once no reader can be searching them.
+ */
+static void osh_retire_olds(struct osh_objmap *map, struct osh_objmap_view *v,
+			    struct osh_objmap_table *cur)
+{
+	/* the other view was last published before a grace period */
+	struct osh_objmap_view *next = &map->views[v == &map->views[0]];
+	unsigned int i;
+
+	next->cur = cur;
+	next->nr_old = 0;
+	/* the view is complete before readers can load it */
+	smp_store_release(&map->view, next);
+	synchronize_rcu();
+	for (i = 0; i < v->nr_old; i++)
+		osh_table_free(map, v->old[i]);
+	v->nr_old = 0;
+}
+
+/**
+ * osh_objmap_grow() - replace the tables by one half as big again
+ * @map: the map
+ *
+ * Context: process context; sleeps (allocation, grace periods).
+ * Return: 0; -ENOMEM (counted, the map stays as it is); -EAGAIN if the
+ * new table filled up before every entry had moved into it (counted): the
+ * old tables stay, searched as well, and the next growth moves them all
+ * into one table big enough for both.
+ */
+int osh_objmap_grow(struct osh_objmap *map)
+{
+	struct osh_objmap_view *v, *next;
+	struct osh_objmap_table *cur;
+	size_t buckets;
+	unsigned int i;
+	int err = 0;
+
+	mutex_lock(&map->grow_lock);
+	v = map->view;
+	/* an earlier growth fell short: removes may have made room since */
+	if (v->nr_old && osh_move_olds(map, v)) {
+		osh_retire_olds(map, v, v->cur);
+		if (!osh_objmap_wants_growth(map))
+			goto out_unlock;
+		v = map->view;
+	}
+	if (v->nr_old == OSH_OBJMAP_MAX_OLD) {
+		atomic_long_inc(&map->grow_failed);
+		err = -EAGAIN;
+		goto out_unlock;
+	}
+	buckets = osh_view_slots(v) / OSH_OBJMAP_WAYS;
+	/* small maps double, big ones grow by half: bytes per entry matter */
+	buckets += buckets * OSH_OBJMAP_WAYS < OSH_OBJMAP_DOUBLE_BELOW ?
+		   buckets : (buckets + 1) / 2;
+	cur = osh_table_alloc(map, buckets);
+	if (!cur) {
+		atomic_long_inc(&map->grow_failed);
+		err = -ENOMEM;
+		goto out_unlock;
+	}
+	next = &map->views[v == &map->views[0]];
+	next->cur = cur;
+	for (i = 0; i < v->nr_old; i++)
+		next->old[i] = v->old[i];
+	next->old[i] = v->cur;
+	next->nr_old = i + 1;
+	/* the view is complete before readers can load it */
+	smp_store_release(&map->view, next);
+	/* after this, nothing inserts into the old tables: they only empty */
+	synchronize_rcu();
+
+	if (!osh_move_olds(map, next)) {
+		atomic_long_inc(&map->grow_failed);
+		err = -EAGAIN;
+		goto out_unlock;
+	}
+	osh_retire_olds(map, next, cur);
+	atomic_long_inc(&map->grows);
+out_unlock:
+	mutex_unlock(&map->grow_lock);
+	return err;
+}
+
+/**
+ * osh_objmap_reserve() - grow until @n more entries fit without asking
+ * @map: the map
+ * @n: entries about to be inserted (a load-time scan, say)
+ *
+ * Context: process context; sleeps.
+ * Return: 0 or the error of osh_objmap_grow().
+ */
+int osh_objmap_reserve(struct osh_objmap *map, size_t n)
+{
+	int err = 0;
+
+	while (!err && (atomic_long_read(&map->nr) + (long)n) * 4 >
+		       (long)osh_objmap_capacity(map) * 3)
+		err = osh_objmap_grow(map);
+	return err;
+}
+
+/**
+ * osh_objmap_walk_begin() - hold the map's tables still for a walk
+ * @map: the map
+ *
+ * Context: process context; growth waits until osh_objmap_walk_end().
+ */
+void osh_objmap_walk_begin(struct osh_objmap *map)
+{
+	mutex_lock(&map->grow_lock);
+}
+
+/**
+ * osh_objmap_walk_end() - let the map grow again
+ * @map: the map
+ */
+void osh_objmap_walk_end(struct osh_objmap *map)
+{
+	mutex_unlock(&map->grow_lock);
 }
 
 /**
@@ -189,19 +726,29 @@ void *osh_objmap_peek(struct osh_objmap *map, unsigned long key)
  * @map: the map
  * @fn: callback
  * @arg: its argument
+ *
+ * Context: between osh_objmap_walk_begin() and _end(), or with no other
+ * user of the map.
  */
 void osh_objmap_for_each(struct osh_objmap *map,
 			 void (*fn)(unsigned long key, void *val, void *arg),
 			 void *arg)
 {
-	size_t slot, slots = osh_objmap_capacity(map);
+	struct osh_objmap_view *v = osh_view(map);
+	unsigned int i;
+	size_t slot;
 
-	for (slot = 0; slot < slots; slot++) {
-		/* pairs with the release that published the key */
-		unsigned long key = smp_load_acquire(&map->keys[slot]);
+	for (i = 0; i <= v->nr_old; i++) {
+		struct osh_objmap_table *t = i ? v->old[i - 1] : v->cur;
 
-		if (key > OSH_OBJMAP_KEY_BUSY)
-			fn(key, osh_val(map, slot), arg);
+		for (slot = 0; slot < osh_table_slots(t); slot++) {
+			/* pairs with the release that published the key */
+			unsigned long key = smp_load_acquire(&t->keys[slot]);
+
+			if (key > OSH_OBJMAP_KEY_BUSY)
+				fn(key & ~OSH_OBJMAP_KEY_MOVING,
+				   osh_val(map, t, slot), arg);
+		}
 	}
 }
 
@@ -226,41 +773,73 @@ static void osh_copy_words(unsigned long *dst, const unsigned long *src,
  *
  * An entry is passed on only if its key was the same before and after
  * the copy.  The walk reschedules every few thousand slots, outside RCU.
+ * Slot numbers stay valid between osh_objmap_walk_begin() and _end().
  *
  * Return: the slot at which @fn stopped (visit it again to resume), or
- * the map's capacity once every slot was visited.
+ * osh_objmap_slots() once every slot was visited.
  */
 size_t osh_objmap_walk(struct osh_objmap *map, size_t from, void *copy,
 		       osh_objmap_visit_fn fn, void *arg, unsigned long *raced)
 {
-	size_t slot, slots = osh_objmap_capacity(map);
+	struct osh_objmap_view *v = osh_view(map);
+	size_t slot, base = 0, end = osh_view_slots(v);
 	bool more = true;
+	unsigned int i;
 
-	for (slot = from; slot < slots; slot++) {
-		/* pairs with the release that published the key */
-		unsigned long key = smp_load_acquire(&map->keys[slot]);
+	for (i = 0; i <= v->nr_old; i++) {
+		struct osh_objmap_table *t = i ? v->old[i - 1] : v->cur;
+		size_t slots = osh_table_slots(t);
 
-		if (key <= OSH_OBJMAP_KEY_BUSY)
-			goto next;
-		rcu_read_lock();
-		osh_copy_words(copy, (const unsigned long *)osh_val(map, slot),
-			       map->val_size);
-		/*
-		 * The copy is read before the key again, so a slot emptied
-		 * or reused meanwhile fails the check; pairs with the release
-		 * stores of insert and remove.
-		 */
-		smp_rmb();
-		if (READ_ONCE(map->keys[slot]) == key)
-			more = fn(key, copy, arg);
-		else
-			(*raced)++;
-		rcu_read_unlock();
-		if (!more)
-			return slot;
+		for (slot = from > base ? from - base : 0; slot < slots; slot++) {
+			/* pairs with the release that published the key */
+			unsigned long key = smp_load_acquire(&t->keys[slot]);
+
+			if (key <= OSH_OBJMAP_KEY_BUSY)
+				goto next;
+			rcu_read_lock();
+			osh_copy_words(copy,
+				       (const unsigned long *)osh_val(map, t, slot),
+				       map->val_size);
+			/*
+			 * The copy is read before the key again, so a slot
+			 * emptied or reused meanwhile fails the check; pairs
+			 * with the release stores of insert and remove.  A key
+			 * held moving is about to change: raced too.
+			 */
+			smp_rmb();
+			if (!(key & OSH_OBJMAP_KEY_MOVING) &&
+			    READ_ONCE(t->keys[slot]) == key)
+				more = fn(key, copy, arg);
+			else
+				(*raced)++;
+			rcu_read_unlock();
+			if (!more)
+				return base + slot;
 next:
-		if (!(slot & 4095))
-			cond_resched();
+			if (!(slot & 4095))
+				cond_resched();
+		}
+		base += slots;
 	}
-	return slots;
+	return end;
+}
+
+/**
+ * osh_objmap_dump() - a map's fill, memory and growth as key=value lines
+ * @map: the map
+ * @name: prefix of each key
+ * @ob: output
+ */
+void osh_objmap_dump(struct osh_objmap *map, const char *name,
+		     struct osh_buf *ob)
+{
+	osh_buf_printf(ob, "%s_live=%ld\n%s_capacity=%zu\n%s_bytes=%zu\n",
+		       name, atomic_long_read(&map->nr),
+		       name, osh_objmap_capacity(map),
+		       name, osh_objmap_bytes(map));
+	osh_buf_printf(ob, "%s_grows=%ld\n%s_grow_failed=%ld\n%s_moved=%ld\n%s_move_waits=%ld\n",
+		       name, atomic_long_read(&map->grows),
+		       name, atomic_long_read(&map->grow_failed),
+		       name, atomic_long_read(&map->moved),
+		       name, atomic_long_read(&map->move_waits));
 }

@@ -123,12 +123,14 @@ static bool osh_objstats_add(unsigned long key, const void *val, void *arg)
 
 static int osh_objstats_walk(struct osh_objmap *map, struct osh_objstats *st)
 {
-	size_t from = 0, slots = osh_objmap_capacity(map);
 	void *copy = kmalloc(map->val_size, GFP_KERNEL);
+	size_t from = 0, slots;
 	int err = 0;
 
 	if (!copy)
 		return -ENOMEM;
+	osh_objmap_walk_begin(map);
+	slots = osh_objmap_slots(map);
 	while (!err) {
 		from = osh_objmap_walk(map, from, copy, osh_objstats_add, st,
 				       &st->raced);
@@ -136,6 +138,7 @@ static int osh_objstats_walk(struct osh_objmap *map, struct osh_objstats *st)
 			break;
 		err = osh_objstats_grow(st);
 	}
+	osh_objmap_walk_end(map);
 	kfree(copy);
 	return err;
 }

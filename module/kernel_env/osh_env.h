@@ -20,6 +20,8 @@
 #include <linux/rculist.h>
 #include <linux/rcupdate.h>
 #include <linux/spinlock.h>
+#include <linux/mutex.h>
+#include <linux/irqflags.h>
 #include <linux/atomic.h>
 #include <linux/refcount.h>
 #include <linux/hash.h>

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sched.h>
 
 typedef uint8_t u8;
 typedef uint16_t u16;
@@ -199,13 +200,27 @@ typedef struct { pthread_mutex_t m; } spinlock_t;
 #define spin_lock_irqsave(l, f)	do { (f) = 0; spin_lock(l); } while (0)
 #define spin_unlock_irqrestore(l, f) do { (void)(f); spin_unlock(l); } while (0)
 
-/* RCU: readers are not tracked; callbacks wait for osh_shim_rcu_barrier() */
+/* Sleeping locks, and interrupts (there are none to mask). */
+struct mutex { pthread_mutex_t m; };
+#define mutex_init(l)		pthread_mutex_init(&(l)->m, NULL)
+#define mutex_lock(l)		pthread_mutex_lock(&(l)->m)
+#define mutex_unlock(l)		pthread_mutex_unlock(&(l)->m)
+#define local_irq_save(f)	do { (f) = 0; } while (0)
+#define local_irq_restore(f)	do { (void)(f); } while (0)
+#define cpu_relax()		sched_yield()
+
+/*
+ * RCU: readers hold a shared lock from their outermost rcu_read_lock(), so
+ * synchronize_rcu() (the exclusive lock) waits for every reader that began
+ * before it.  Callbacks wait for osh_shim_rcu_barrier().
+ */
 struct rcu_head {
 	struct rcu_head *next;
 	void (*func)(struct rcu_head *head);
 };
-#define rcu_read_lock()		do { } while (0)
-#define rcu_read_unlock()	do { } while (0)
+void rcu_read_lock(void);
+void rcu_read_unlock(void);
+void synchronize_rcu(void);
 #define rcu_dereference(p)	__atomic_load_n(&(p), __ATOMIC_CONSUME)
 #define rcu_assign_pointer(p, v) __atomic_store_n(&(p), (v), __ATOMIC_RELEASE)
 void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head));

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /* Out-of-line parts of the userspace shim (see osh_env.h). */
+#define _GNU_SOURCE
 #include "osh_env.h"
 
 long osh_shim_warnings;
@@ -26,6 +27,41 @@ char *kstrdup(const char *s, gfp_t gfp)
 	if (copy)
 		memcpy(copy, s, len);
 	return copy;
+}
+
+/* writers first, so a stream of readers cannot starve synchronize_rcu() */
+static pthread_rwlock_t osh_rcu_readers;
+static pthread_once_t osh_rcu_once = PTHREAD_ONCE_INIT;
+static __thread int osh_rcu_depth;
+
+static void osh_rcu_init(void)
+{
+	pthread_rwlockattr_t attr;
+
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+				      PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&osh_rcu_readers, &attr);
+}
+
+void rcu_read_lock(void)
+{
+	pthread_once(&osh_rcu_once, osh_rcu_init);
+	if (osh_rcu_depth++ == 0)
+		pthread_rwlock_rdlock(&osh_rcu_readers);
+}
+
+void rcu_read_unlock(void)
+{
+	if (--osh_rcu_depth == 0)
+		pthread_rwlock_unlock(&osh_rcu_readers);
+}
+
+void synchronize_rcu(void)
+{
+	pthread_once(&osh_rcu_once, osh_rcu_init);
+	pthread_rwlock_wrlock(&osh_rcu_readers);
+	pthread_rwlock_unlock(&osh_rcu_readers);
 }
 
 void call_rcu(struct rcu_head *head, void (*func)(struct rcu_head *head))

@@ -32,7 +32,7 @@ void fx_setup(const char *designs)
 	}
 	osh_tree_init(&fx.tree, 0, osh_acct_memcg_release);
 	CHECK_EQ(osh_acct_init(&fx.acct, d, n, FX_NODES, FX_CPUS, 10, 8,
-			       fx_zalloc), 0);
+			       fx_zalloc, fx_free_mem, NULL), 0);
 	fx.acct.cpu_ctx = fx_ctx;
 	for (cpu = 0; cpu < FX_CPUS; cpu++)
 		osh_acct_cpu_init(&fx.acct, &fx.cpu[cpu], cpu,
@@ -152,5 +152,5 @@ void fx_teardown(void)
 	osh_acct_teardown(&fx.acct, &fx.tree);
 	osh_tree_destroy(&fx.tree);
 	osh_shim_rcu_barrier();
-	osh_acct_destroy(&fx.acct, fx_free_mem);
+	osh_acct_destroy(&fx.acct);
 }

@@ -648,11 +648,6 @@ static void test_pagenode_charges_the_page_node(void)
 	fx_teardown();
 }
 
-static void *test_zalloc(size_t size)
-{
-	return calloc(1, size);
-}
-
 /*
  * A dead CPU: 6.1 drains only its page stock, so v6.1 keeps the obj
  * stock's bytes (and objcg) on it; 6.12's fix drains it (v6.7).
@@ -700,11 +695,6 @@ static void test_release_from_nmi_is_deferred(void)
 	fx_teardown();
 }
 
-static void test_free_fn(void *p)
-{
-	free(p);
-}
-
 /*
  * Teardown puts every active objcg, however many memcgs there are: it
  * works in batches of 64 and must resume, not restart or stop early.
@@ -727,7 +717,7 @@ static void test_teardown_releases_every_objcg(void)
 		 expected);
 	osh_tree_destroy(&fx.tree);
 	osh_shim_rcu_barrier();
-	osh_acct_destroy(&fx.acct, test_free_fn);
+	osh_acct_destroy(&fx.acct);
 }
 
 /*
@@ -758,39 +748,7 @@ static void test_objcg_alloc_failure_is_counted_and_shown(void)
 }
 
 
-/*
- * Slab-like keys (objects of several sizes packed in 4K pages spread over
- * memory) at 60% of capacity: two-choice insertion must not drop any
- * (8-way buckets keep the fullest bucket near the mean + 3).
- */
-static void test_objmap_two_choice_load(void)
-{
-	static const unsigned int sizes[] = { 64, 192, 256, 704, 1024 };
-	unsigned long val = 0, out, page = 0xffff888100000000UL;
-	struct osh_objmap map;
-	bool stale;
-	size_t n = 0, target;
-	unsigned int s = 0;
-
-	CHECK_EQ(osh_objmap_init(&map, 12, sizeof(val), test_zalloc), 0);
-	target = osh_objmap_capacity(&map) * 3 / 5;
-	while (n < target) {
-		unsigned int size = sizes[s++ % ARRAY_SIZE(sizes)];
-		unsigned long off;
-
-		for (off = 0; off + size <= 4096 && n < target; off += size, n++)
-			CHECK(osh_objmap_insert(&map, page + off, &val, &out,
-						&stale));
-		page += 4096 * (1 + (n % 7));
-	}
-	CHECK_EQ(atomic_long_read(&map.full), 0);
-	CHECK_EQ(atomic_long_read(&map.nr), target);
-	CHECK_EQ(atomic_long_read(&map.replaced), 0);
-	osh_objmap_destroy(&map, test_free_fn);
-}
-
 static const struct osh_test tests[] = {
-	{ "acct_objmap_two_choice_load", test_objmap_two_choice_load },
 	{ "acct_stock_consume_refill_61", test_stock_consume_refill_61 },
 	{ "acct_stock_drains_on_objcg_switch", test_stock_drains_on_objcg_switch },
 	{ "acct_vmstat_batched_per_node", test_vmstat_batched_per_node },

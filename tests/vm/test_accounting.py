@@ -415,13 +415,44 @@ def test_preload_objects_freed_after_load():
         cg_rmdir_tree("pre")
 
 
+def test_maps_grow_with_use_without_drops():
+    # 8,192 slots at load; 100,000 live dentries need it to grow many times
+    insmod()
+    setup_tree("grow")
+    cg_mkdir("grow/x")
+    w = None
+    count = scaled(100000, least=30000)
+    try:
+        before = read_kv("stats")
+        w = Workload(["--quiet", "negdentry", "--count", str(count)], cgroup="grow/x")
+        ev = read_kv("stats")
+        check(ev["objmap_grows"] > before["objmap_grows"],
+              "the object map did not grow: %s" % ev)
+        check(ev["dropped_objects_map_full"] == 0,
+              "%d objects dropped while the map grew" % ev["dropped_objects_map_full"])
+        check(ev["objmap_grow_failed"] == 0, "a growth failed")
+        check(ev["objmap_live"] >= count, "map holds %d of %d objects" % (
+            ev["objmap_live"], count))
+        check(ev["objmap_live"] * 4 <= ev["objmap_capacity"] * 3 + 8 * 64,
+              "map fuller than its growth threshold")
+        print("METRIC objmap %d live, %d slots, %.1f bytes per object, %d grows" % (
+            ev["objmap_live"], ev["objmap_capacity"],
+            ev["objmap_bytes"] / ev["objmap_live"], ev["objmap_grows"]), flush=True)
+        assert_within_bound(compare("/grow"), "after the map grew")
+    finally:
+        if w:
+            w.release()
+        ensure_unloaded()
+        cg_rmdir_tree("grow")
+
+
 def test_full_object_map_is_counted_not_silent():
-    insmod("objmap_bits=8")
+    insmod("objmap_bits=8 map_growth=0")
     setup_tree("full")
     cg_mkdir("full/x")
     w = None
     try:
-        # 256 slots: a few thousand dentries overflow it many times over
+        # 2,048 slots that never grow: thousands of dentries overflow them
         w = Workload(["--quiet", "dentry", "--count", str(scaled(20000, least=5000))],
                      cgroup="full/x")
         ev = read_kv("stats")
