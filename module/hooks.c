@@ -49,6 +49,7 @@ struct osh_hook_stat {
 	unsigned long hits;
 	unsigned long timed;		/* time_handlers=1: handler calls timed */
 	u64 ns;				/* sched_clock() time in those calls */
+	u64 max_ns;			/* the longest timed region */
 };
 
 /* Events the hooks saw but that are not per-hook hits. */
@@ -95,9 +96,15 @@ static u64 osh_clock_start(void)
 /* @call: this ends a handler call (a kretprobe's entry and return are one) */
 static void osh_clock_add(struct osh_hook *hook, u64 t0, bool call)
 {
+	u64 ns;
+
 	if (!static_branch_unlikely(&osh_time_handlers))
 		return;
-	this_cpu_add(hook->stat->ns, sched_clock() - t0);
+	ns = sched_clock() - t0;
+	this_cpu_add(hook->stat->ns, ns);
+	/* each region holds a handler's IRQs-off section: its upper bound */
+	if (ns > this_cpu_read(hook->stat->max_ns))
+		this_cpu_write(hook->stat->max_ns, ns);
 	if (call)
 		this_cpu_inc(hook->stat->timed);
 }
@@ -1021,6 +1028,7 @@ static struct osh_hook_stat osh_hook_stat_sum(const struct osh_hook *hook)
 		sum.hits += READ_ONCE(s->hits);
 		sum.timed += READ_ONCE(s->timed);
 		sum.ns += READ_ONCE(s->ns);
+		sum.max_ns = max(sum.max_ns, READ_ONCE(s->max_ns));
 	}
 	return sum;
 }
@@ -1058,8 +1066,10 @@ void osh_hooks_dump(struct osh_buf *ob)
 			       hook->attached ? "attached" : "absent",
 			       hook->err, sum.hits, osh_hook_misses(hook));
 		if (static_branch_unlikely(&osh_time_handlers))
-			osh_buf_printf(ob, " timed=%lu handler_ns=%llu clock_overhead_ns=%llu",
-				       sum.timed, sum.ns, osh_clock_overhead_ns);
+			osh_buf_printf(ob,
+				       " timed=%lu handler_ns=%llu handler_max_ns=%llu clock_overhead_ns=%llu",
+				       sum.timed, sum.ns, sum.max_ns,
+				       osh_clock_overhead_ns);
 		osh_buf_printf(ob, "\n");
 	}
 }

@@ -72,6 +72,7 @@ struct osh_objmap {
 	atomic_long_t grow_failed;	/* growth that could not allocate */
 	atomic_long_t moved;		/* entries moved by growth */
 	atomic_long_t move_waits;	/* removers that waited for a move */
+	u64 move_irqoff_max_ns;		/* longest IRQs-off move of one entry */
 };
 
 int osh_objmap_init(struct osh_objmap *map, unsigned int bucket_bits,

@@ -541,8 +541,10 @@ static bool osh_move_slot(struct osh_objmap *map, struct osh_objmap_table *old,
 {
 	unsigned long key, flags;
 	bool ok = true;
+	u64 t0;
 
 	local_irq_save(flags);
+	t0 = ktime_get_mono_fast_ns();
 	for (;;) {
 		key = READ_ONCE(old->keys[slot]);
 		if (key <= OSH_OBJMAP_KEY_BUSY)
@@ -568,6 +570,10 @@ static bool osh_move_slot(struct osh_objmap *map, struct osh_objmap_table *old,
 	osh_table_clear(old, slot, key);
 	atomic_long_inc(&map->moved);
 out_irq:
+	/* growth runs under grow_lock: one writer */
+	t0 = ktime_get_mono_fast_ns() - t0;
+	if (t0 > map->move_irqoff_max_ns)
+		WRITE_ONCE(map->move_irqoff_max_ns, t0);
 	local_irq_restore(flags);
 	return ok;
 }
@@ -842,4 +848,6 @@ void osh_objmap_dump(struct osh_objmap *map, const char *name,
 		       name, atomic_long_read(&map->grow_failed),
 		       name, atomic_long_read(&map->moved),
 		       name, atomic_long_read(&map->move_waits));
+	osh_buf_printf(ob, "%s_move_irqoff_max_ns=%llu\n", name,
+		       (unsigned long long)READ_ONCE(map->move_irqoff_max_ns));
 }
