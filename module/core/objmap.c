@@ -247,6 +247,9 @@ static void *osh_table_insert(struct osh_objmap *map,
 		for (b = 0; b < 2; b++) {
 			size_t bucket = osh_spill_bucket(t, home[b ^ first], step);
 
+			/* a home is no spill: its entry would stay counted */
+			if (bucket == home[0] || bucket == home[1])
+				continue;
 			stored = osh_bucket_claim(map, t, bucket, key, val);
 			if (stored)
 				return stored;

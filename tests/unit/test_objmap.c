@@ -25,6 +25,23 @@ static void ask_growth(struct osh_objmap *map)
 	__atomic_store_n(&growth_asked, 1, __ATOMIC_RELAXED);
 }
 
+/* Spill counts of every table: all zero once the map is empty. */
+static long spill_counts(struct osh_objmap *map)
+{
+	struct osh_objmap_view *v = map->view;
+	long sum = 0;
+	unsigned int i;
+	size_t b;
+
+	for (i = 0; i <= v->nr_old; i++) {
+		struct osh_objmap_table *t = i ? v->old[i - 1] : v->cur;
+
+		for (b = 0; b < t->nr_buckets; b++)
+			sum += atomic_read(&t->spilled[b]);
+	}
+	return sum;
+}
+
 /* Grow if an insert asked, as the kernel's worker would. */
 static void grow_if_asked(struct osh_objmap *map)
 {
@@ -119,6 +136,7 @@ static void test_growth_keeps_entries(void)
 	}
 	CHECK_EQ(lost, 0);
 	CHECK_EQ(atomic_long_read(&map.nr), 0);
+	CHECK_EQ(spill_counts(&map), 0);
 	osh_objmap_destroy(&map);
 }
 
@@ -256,6 +274,7 @@ static void test_moves_race_with_users(void)
 	CHECK(atomic_long_read(&map.grows) > 3);
 	CHECK(atomic_long_read(&map.moved) > 0);
 	CHECK_EQ(atomic_long_read(&map.nr), 0);
+	CHECK_EQ(spill_counts(&map), 0);
 	CHECK_EQ(atomic_long_read(&map.full), dropped);
 	printf("  %ld grows (%ld short), %ld entries moved, %ld removers waited for a move, %zu inserts dropped\n",
 	       atomic_long_read(&map.grows), atomic_long_read(&map.grow_failed),
