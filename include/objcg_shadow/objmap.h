@@ -9,9 +9,13 @@
  * look-ups search only while an entry of that home has spilled.  Insert
  * claims an empty slot with cmpxchg, writes the value, then publishes the
  * key with release; remove finds the key, copies the value, then empties
- * the slot with release.  A live kernel object has one address, and the
- * kernel orders its free before any reuse, so a key is never inserted
- * twice concurrently.
+ * the slot with release.  Each bucket also keeps one tag byte per slot (7
+ * bits of the hash, top bit set; 0 when free) in one word, so that a
+ * search compares a bucket's eight tags at once and reads only the keys
+ * whose tag matches: the keys stay the truth, the tags only a hint that is
+ * set after the key is published and cleared before it is.  A live
+ * kernel object has one address, and the kernel orders its free before
+ * any reuse, so a key is never inserted twice concurrently.
  *
  * The map grows with use.  Each insert into a map past 3/4 full asks for
  * growth (any context may: the kernel glue defers it to a worker), and
@@ -38,6 +42,7 @@
 
 struct osh_objmap_table {
 	unsigned long *keys;		/* nr_buckets * OSH_OBJMAP_WAYS */
+	u64 *tags;			/* per bucket: a tag byte per slot */
 	char *vals;			/* same layout, val_size bytes each */
 	atomic_t *spilled;		/* per bucket: entries homed here, spilled */
 	size_t nr_buckets;

@@ -13,6 +13,7 @@ static void osh_table_free(struct osh_objmap *map, struct osh_objmap_table *t)
 	if (!t)
 		return;
 	map->free_fn(t->keys);
+	map->free_fn(t->tags);
 	map->free_fn(t->vals);
 	map->free_fn(t->spilled);
 	map->free_fn(t);
@@ -28,9 +29,10 @@ static struct osh_objmap_table *osh_table_alloc(struct osh_objmap *map,
 		return NULL;
 	t->nr_buckets = nr_buckets;
 	t->keys = map->alloc(slots * sizeof(*t->keys));
+	t->tags = map->alloc(nr_buckets * sizeof(*t->tags));
 	t->vals = map->alloc(slots * map->val_size);
 	t->spilled = map->alloc(nr_buckets * sizeof(*t->spilled));
-	if (!t->keys || !t->vals || !t->spilled) {
+	if (!t->keys || !t->tags || !t->vals || !t->spilled) {
 		osh_table_free(map, t);
 		return NULL;
 	}
@@ -139,12 +141,13 @@ size_t osh_objmap_slots(struct osh_objmap *map)
  * osh_objmap_bytes() - memory the map's tables take now
  * @map: the map
  *
- * Return: bytes of keys and values, both tables while one grows.
+ * Return: bytes of keys, tags and values, both tables while one grows.
  */
 size_t osh_objmap_bytes(struct osh_objmap *map)
 {
-	return osh_objmap_slots(map) * (sizeof(unsigned long) + map->val_size +
-					sizeof(atomic_t) / OSH_OBJMAP_WAYS);
+	return osh_objmap_slots(map) * (sizeof(unsigned long) + map->val_size) +
+	       osh_objmap_slots(map) / OSH_OBJMAP_WAYS *
+	       (sizeof(u64) + sizeof(atomic_t));
 }
 
 /* splitmix64's finaliser: every input bit affects every output bit */
@@ -161,15 +164,56 @@ static u64 osh_mix64(u64 x)
  * The two home buckets must be independent for two-choice hashing to
  * balance the load: take them from the two halves of one strong mix, each
  * scaled onto any number of buckets by a multiply (no power of two needed,
- * so a table can grow by half).
+ * so a table can grow by half).  The multiply keeps the top bits of each
+ * half, so the tag takes the lowest bits, which choose no bucket.
+ * Return: the key's tag.
  */
-static void osh_homes(const struct osh_objmap_table *t, unsigned long key,
-		      size_t home[2])
+static u8 osh_homes(const struct osh_objmap_table *t, unsigned long key,
+		    size_t home[2])
 {
 	u64 h = osh_mix64(key);
 
 	home[0] = ((u64)(u32)h * t->nr_buckets) >> 32;
 	home[1] = ((h >> 32) * t->nr_buckets) >> 32;
+	return (u8)h | 0x80;
+}
+
+/*
+ * A bucket's tags as one word, byte i the tag of slot i (the byte order
+ * of x86 and of the userspace tests: the module builds only for x86).
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "objmap tags assume a little-endian CPU"
+#endif
+#define OSH_TAG_ONES	0x0101010101010101ULL
+#define OSH_TAG_TOPS	0x8080808080808080ULL
+
+static u8 *osh_tag_byte(struct osh_objmap_table *t, size_t slot)
+{
+	return (u8 *)&t->tags[slot / OSH_OBJMAP_WAYS] + slot % OSH_OBJMAP_WAYS;
+}
+
+/* The top bit of each free slot's byte: a used tag has its top bit set. */
+static u64 osh_tags_free(u64 tags)
+{
+	return ~tags & OSH_TAG_TOPS;
+}
+
+/*
+ * The top bit of each byte that may hold @tag: every one that does, and
+ * rarely one more (a borrow past a match); the key decides.
+ */
+static u64 osh_tags_match(u64 tags, u8 tag)
+{
+	u64 x = tags ^ (OSH_TAG_ONES * tag);
+
+	return (x - OSH_TAG_ONES) & ~x & OSH_TAG_TOPS;
+}
+
+/* The slot of the lowest bit of a mask from the two above, in @bucket. */
+static size_t osh_tags_slot(size_t bucket, u64 mask)
+{
+	return bucket * OSH_OBJMAP_WAYS + __ffs64(mask) / 8;
 }
 
 static size_t osh_spill_bucket(const struct osh_objmap_table *t, size_t home,
@@ -184,33 +228,38 @@ static void *osh_val(const struct osh_objmap *map,
 	return t->vals + slot * map->val_size;
 }
 
+/* Fill @slot, claimed by the caller, and publish @key, then its tag. */
+static void *osh_slot_fill(struct osh_objmap *map, struct osh_objmap_table *t,
+			   size_t slot, unsigned long key, u8 tag,
+			   const void *val)
+{
+	void *stored = osh_val(map, t, slot);
+
+	memcpy(stored, val, map->val_size);
+	/* publish the key only once its value is complete */
+	smp_store_release(&t->keys[slot], key);
+	WRITE_ONCE(*osh_tag_byte(t, slot), tag);
+	return stored;
+}
+
+static bool osh_slot_claim(struct osh_objmap_table *t, size_t slot)
+{
+	return !READ_ONCE(t->keys[slot]) &&
+	       !cmpxchg(&t->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY);
+}
+
 /* Claim a free slot of @bucket, fill it and publish @key.  Or NULL. */
 static void *osh_bucket_claim(struct osh_objmap *map,
 			      struct osh_objmap_table *t, size_t bucket,
-			      unsigned long key, const void *val)
+			      unsigned long key, u8 tag, const void *val)
 {
 	size_t slot = bucket * OSH_OBJMAP_WAYS, end = slot + OSH_OBJMAP_WAYS;
 
 	for (; slot < end; slot++) {
-		if (READ_ONCE(t->keys[slot]) ||
-		    cmpxchg(&t->keys[slot], 0UL, OSH_OBJMAP_KEY_BUSY))
-			continue;
-		memcpy(osh_val(map, t, slot), val, map->val_size);
-		/* publish the key only once its value is complete */
-		smp_store_release(&t->keys[slot], key);
-		return osh_val(map, t, slot);
+		if (osh_slot_claim(t, slot))
+			return osh_slot_fill(map, t, slot, key, tag, val);
 	}
 	return NULL;
-}
-
-static unsigned int osh_bucket_empty(const struct osh_objmap_table *t,
-				     size_t bucket)
-{
-	unsigned int i, empty = 0;
-
-	for (i = 0; i < OSH_OBJMAP_WAYS; i++)
-		empty += !READ_ONCE(t->keys[bucket * OSH_OBJMAP_WAYS + i]);
-	return empty;
 }
 
 static void osh_spill_count(struct osh_objmap_table *t, const size_t home[2],
@@ -222,23 +271,60 @@ static void osh_spill_count(struct osh_objmap_table *t, const size_t home[2],
 }
 
 /*
+ * A home bucket's free slots, and the first of them (or -1), from its
+ * tags; and the slot holding @key, if any (a stale entry).
+ */
+struct osh_bucket_scan {
+	unsigned int empty;
+	long first_empty;
+	long found;
+};
+
+static __always_inline void osh_bucket_scan(struct osh_objmap_table *t,
+					    size_t bucket, unsigned long key,
+					    u8 tag, struct osh_bucket_scan *scan)
+{
+	u64 tags = READ_ONCE(t->tags[bucket]);
+	u64 free = osh_tags_free(tags), match;
+
+	scan->empty = hweight64(free);
+	scan->first_empty = free ? (long)osh_tags_slot(bucket, free) : -1;
+	scan->found = -1;
+	for (match = key ? osh_tags_match(tags, tag) : 0; match;
+	     match &= match - 1) {
+		size_t slot = osh_tags_slot(bucket, match);
+
+		if (READ_ONCE(t->keys[slot]) == key) {
+			scan->found = (long)slot;
+			break;
+		}
+	}
+}
+
+/*
  * Insert into @t: the emptier home bucket (two choices keep the fullest
  * bucket near the mean), else a bucket in the few after either home.  A
  * spilled entry is counted in both homes before it is published, so a
- * look-up knows to search past them.  Return: the stored value, or NULL.
+ * look-up knows to search past them.  @scan, when given, is what
+ * osh_bucket_scan() read of both homes.  Return: the stored value, or NULL.
  */
-static void *osh_table_insert(struct osh_objmap *map,
-			      struct osh_objmap_table *t, unsigned long key,
-			      const void *val)
+static void *osh_table_insert_at(struct osh_objmap *map,
+				 struct osh_objmap_table *t, unsigned long key,
+				 u8 tag, const void *val, const size_t home[2],
+				 const struct osh_bucket_scan scan[2])
 {
 	unsigned int b, step, first;
-	size_t home[2];
 	void *stored;
 
-	osh_homes(t, key, home);
-	first = osh_bucket_empty(t, home[1]) > osh_bucket_empty(t, home[0]);
+	first = scan[1].empty > scan[0].empty;
+	/* the slot the scan saw free, unless another insert took it since */
+	if (scan[first].first_empty >= 0 &&
+	    osh_slot_claim(t, scan[first].first_empty))
+		return osh_slot_fill(map, t, scan[first].first_empty, key, tag,
+				     val);
 	for (b = 0; b < 2; b++) {
-		stored = osh_bucket_claim(map, t, home[b ^ first], key, val);
+		stored = osh_bucket_claim(map, t, home[b ^ first], key, tag,
+					  val);
 		if (stored)
 			return stored;
 	}
@@ -250,7 +336,7 @@ static void *osh_table_insert(struct osh_objmap *map,
 			/* a home is no spill: its entry would stay counted */
 			if (bucket == home[0] || bucket == home[1])
 				continue;
-			stored = osh_bucket_claim(map, t, bucket, key, val);
+			stored = osh_bucket_claim(map, t, bucket, key, tag, val);
 			if (stored)
 				return stored;
 		}
@@ -259,13 +345,28 @@ static void *osh_table_insert(struct osh_objmap *map,
 	return NULL;
 }
 
-/* The slot of @bucket holding @key (or @key moving if @moving), or -1. */
-static long osh_bucket_find(const struct osh_objmap_table *t, size_t bucket,
-			    unsigned long key, bool moving)
+static void *osh_table_insert(struct osh_objmap *map,
+			      struct osh_objmap_table *t, unsigned long key,
+			      const void *val)
 {
-	size_t slot = bucket * OSH_OBJMAP_WAYS, end = slot + OSH_OBJMAP_WAYS;
+	struct osh_bucket_scan scan[2];
+	size_t home[2];
+	u8 tag = osh_homes(t, key, home);
 
-	for (; slot < end; slot++) {
+	osh_bucket_scan(t, home[0], 0, tag, &scan[0]);
+	osh_bucket_scan(t, home[1], 0, tag, &scan[1]);
+	return osh_table_insert_at(map, t, key, tag, val, home, scan);
+}
+
+/* The slot of @bucket holding @key (or @key moving if @moving), or -1. */
+static __always_inline long osh_bucket_find(const struct osh_objmap_table *t,
+					    size_t bucket, unsigned long key,
+					    u8 tag, bool moving)
+{
+	u64 match = osh_tags_match(READ_ONCE(t->tags[bucket]), tag);
+
+	for (; match; match &= match - 1) {
+		size_t slot = osh_tags_slot(bucket, match);
 		/* pairs with the release that published the key */
 		unsigned long k = smp_load_acquire(&t->keys[slot]);
 
@@ -275,26 +376,29 @@ static long osh_bucket_find(const struct osh_objmap_table *t, size_t bucket,
 	return -1;
 }
 
-/* The slot of @t holding @key, or of @key being moved if @moving; or -1. */
-static long osh_table_find(const struct osh_objmap_table *t, unsigned long key,
-			   bool moving)
+/*
+ * The slot of @t holding @key, or of @key being moved if @moving; or -1.
+ * @home receives the key's home buckets.
+ */
+static __always_inline long osh_table_find_homes(const struct osh_objmap_table *t,
+						 unsigned long key, bool moving,
+						 size_t home[2])
 {
+	u8 tag = osh_homes(t, key, home);
 	unsigned int b, step;
-	size_t home[2];
 	long slot;
 
-	osh_homes(t, key, home);
 	for (b = 0; b < 2; b++) {
-		slot = osh_bucket_find(t, home[b], key, moving);
+		slot = osh_bucket_find(t, home[b], key, tag, moving);
 		if (slot >= 0)
 			return slot;
 	}
-	if (!atomic_read(&t->spilled[home[0]]))
+	if (likely(!atomic_read(&t->spilled[home[0]])))
 		return -1;
 	for (step = 1; step <= OSH_OBJMAP_SPILL; step++) {
 		for (b = 0; b < 2; b++) {
 			slot = osh_bucket_find(t, osh_spill_bucket(t, home[b], step),
-					       key, moving);
+					       key, tag, moving);
 			if (slot >= 0)
 				return slot;
 		}
@@ -302,17 +406,38 @@ static long osh_table_find(const struct osh_objmap_table *t, unsigned long key,
 	return -1;
 }
 
-/* Empty the slot holding @key, owned by the caller; uncount a spill. */
+static long osh_table_find(const struct osh_objmap_table *t, unsigned long key,
+			   bool moving)
+{
+	size_t home[2];
+
+	return osh_table_find_homes(t, key, moving, home);
+}
+
+/* Empty the slot holding a key of @home, owned by the caller; uncount a spill. */
+static void osh_table_clear_homes(struct osh_objmap_table *t, size_t slot,
+				  const size_t home[2])
+{
+	size_t bucket = slot / OSH_OBJMAP_WAYS;
+
+	WRITE_ONCE(*osh_tag_byte(t, slot), 0);
+	/*
+	 * Release: the tag goes first, so a slot's tag is only ever cleared
+	 * while its key still holds it and the next inserter's tag is never
+	 * undone; and the copy of the value completes before reuse.
+	 */
+	smp_store_release(&t->keys[slot], 0UL);
+	if (bucket != home[0] && bucket != home[1])
+		osh_spill_count(t, home, -1);
+}
+
 static void osh_table_clear(struct osh_objmap_table *t, size_t slot,
 			    unsigned long key)
 {
-	size_t home[2], bucket = slot / OSH_OBJMAP_WAYS;
+	size_t home[2];
 
-	/* the copy of the value must complete before the slot is reused */
-	smp_store_release(&t->keys[slot], 0UL);
 	osh_homes(t, key, home);
-	if (bucket != home[0] && bucket != home[1])
-		osh_spill_count(t, home, -1);
+	osh_table_clear_homes(t, slot, home);
 }
 
 /* 3/4 full: the spill buckets take the inserts until growth has run */
@@ -358,19 +483,42 @@ void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
 			const void *val, void *stale_out, bool *had_stale)
 {
 	struct osh_objmap_view *v = osh_view(map);
+	struct osh_objmap_table *t = v->cur;
+	struct osh_bucket_scan scan[2];
+	size_t home[2];
 	void *stored;
+	long stale;
+	u8 tag;
 
-	*had_stale = osh_objmap_remove(map, key, stale_out);
+	tag = osh_homes(t, key, home);
+	osh_bucket_scan(t, home[0], key, tag, &scan[0]);
+	osh_bucket_scan(t, home[1], key, tag, &scan[1]);
+	stale = scan[0].found >= 0 ? scan[0].found : scan[1].found;
+	*had_stale = false;
+	if (unlikely(v->nr_old || atomic_read(&t->spilled[home[0]]))) {
+		/* the stale entry may be in an old table or a spill bucket */
+		*had_stale = osh_objmap_remove(map, key, stale_out);
+		osh_bucket_scan(t, home[0], key, tag, &scan[0]);
+		osh_bucket_scan(t, home[1], key, tag, &scan[1]);
+	} else if (unlikely(stale >= 0)) {
+		/* the key's only inserter: nobody else may remove it */
+		memcpy(stale_out, osh_val(map, t, stale), map->val_size);
+		osh_table_clear_homes(t, stale, home);
+		atomic_long_dec(&map->nr);
+		*had_stale = true;
+		osh_bucket_scan(t, home[0], key, tag, &scan[0]);
+		osh_bucket_scan(t, home[1], key, tag, &scan[1]);
+	}
 	if (*had_stale)
 		atomic_long_inc(&map->replaced);
-	stored = osh_table_insert(map, v->cur, key, val);
+	stored = osh_table_insert_at(map, t, key, tag, val, home, scan);
 	if (!stored) {
 		atomic_long_inc(&map->full);
 		return NULL;
 	}
 	atomic_long_inc(&map->nr);
 	/* asked again by each insert until it runs: no request is lost */
-	if (map->grow_needed && osh_table_wants_growth(map, v->cur))
+	if (map->grow_needed && osh_table_wants_growth(map, t))
 		map->grow_needed(map);
 	return stored;
 }
@@ -399,7 +547,8 @@ static bool osh_wait_move(struct osh_objmap *map, struct osh_objmap_table *t,
  * remover.  Return: false if absent.
  */
 static bool osh_find_owned(struct osh_objmap *map, unsigned long key,
-			   struct osh_objmap_table **table, long *slot)
+			   struct osh_objmap_table **table, long *slot,
+			   size_t home[2])
 {
 	struct osh_objmap_view *v = osh_view(map);
 	unsigned int i;
@@ -410,11 +559,11 @@ static bool osh_find_owned(struct osh_objmap *map, unsigned long key,
 	 * table before it empties the old slot, so a key not found in the
 	 * old tables is found in the current one.
 	 */
-	for (i = 0; i < v->nr_old; i++) {
+	for (i = 0; unlikely(i < v->nr_old); i++) {
 		struct osh_objmap_table *old = v->old[i];
 
 		for (;;) {
-			s = osh_table_find(old, key, true);
+			s = osh_table_find_homes(old, key, true, home);
 			if (s < 0)
 				break;
 			if (cmpxchg(&old->keys[s], key,
@@ -427,7 +576,7 @@ static bool osh_find_owned(struct osh_objmap *map, unsigned long key,
 				return false;
 		}
 	}
-	s = osh_table_find(v->cur, key, false);
+	s = osh_table_find_homes(v->cur, key, false, home);
 	if (s < 0)
 		return false;
 	*table = v->cur;
@@ -448,12 +597,13 @@ bool osh_objmap_remove(struct osh_objmap *map, unsigned long key,
 		       void *val_out)
 {
 	struct osh_objmap_table *t;
+	size_t home[2];
 	long slot;
 
-	if (!osh_find_owned(map, key, &t, &slot))
+	if (!osh_find_owned(map, key, &t, &slot, home))
 		return false;
 	memcpy(val_out, osh_val(map, t, slot), map->val_size);
-	osh_table_clear(t, slot, key);
+	osh_table_clear_homes(t, slot, home);
 	atomic_long_dec(&map->nr);
 	return true;
 }
@@ -472,10 +622,11 @@ bool osh_objmap_update(struct osh_objmap *map, unsigned long key,
 		       bool (*fn)(void *val, void *arg), void *arg)
 {
 	struct osh_objmap_table *t;
+	size_t home[2];
 	long slot;
 	bool ret;
 
-	if (!osh_find_owned(map, key, &t, &slot))
+	if (!osh_find_owned(map, key, &t, &slot, home))
 		return false;
 	ret = fn(osh_val(map, t, slot), arg);
 	/* an old table's entry was held as moving: hand it back */

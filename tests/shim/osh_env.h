@@ -71,6 +71,9 @@ static inline bool IS_ERR(const void *ptr) { return IS_ERR_VALUE(ptr); }
 #define U16_MAX		((u16)~0U)
 #define S16_MAX		((s16)(U16_MAX >> 1))
 
+#define hweight64(x)	__builtin_popcountll(x)
+#define __ffs64(x)	((unsigned long)__builtin_ctzll(x))
+
 #define READ_ONCE(x)	__atomic_load_n(&(x), __ATOMIC_RELAXED)
 #define WRITE_ONCE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
 #define smp_load_acquire(p)	__atomic_load_n((p), __ATOMIC_ACQUIRE)
