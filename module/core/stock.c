@@ -29,13 +29,21 @@ static struct osh_stock_slot *osh_stock_find(struct osh_acct *acct,
 	const struct osh_design *design = &acct->designs[d];
 	unsigned int i;
 
+	/* the first slot the loop would pick, and all a one-slot stock has */
+	if (likely(stock->slot[0].objcg == objcg)) {
+		i = 0;
+		goto found;
+	}
 	for (i = 0; i < design->stock_slots; i++) {
-		if (osh_slot_matches(design, &stock->slot[i], objcg)) {
-			stock->slot[i].last_use = ++stock->clock;
-			return &stock->slot[i];
-		}
+		if (osh_slot_matches(design, &stock->slot[i], objcg))
+			goto found;
 	}
 	return NULL;
+found:
+	/* only a stock with a choice of victims needs the recency */
+	if (design->stock_slots > 1)
+		stock->slot[i].last_use = ++stock->clock;
+	return &stock->slot[i];
 }
 
 /*
