@@ -228,6 +228,20 @@ static void *osh_val(const struct osh_objmap *map,
 	return t->vals + slot * map->val_size;
 }
 
+/*
+ * Copy a value: a few words (val_size is a multiple of a long), where a
+ * call to memcpy() of a size unknown at build time costs twice as much.
+ */
+static void osh_val_copy(void *dst, const void *src, size_t size)
+{
+	unsigned long *d = dst;
+	const unsigned long *s = src;
+	size_t i;
+
+	for (i = 0; i < size / sizeof(long); i++)
+		d[i] = s[i];
+}
+
 /* Fill @slot, claimed by the caller, and publish @key, then its tag. */
 static void *osh_slot_fill(struct osh_objmap *map, struct osh_objmap_table *t,
 			   size_t slot, unsigned long key, u8 tag,
@@ -235,7 +249,7 @@ static void *osh_slot_fill(struct osh_objmap *map, struct osh_objmap_table *t,
 {
 	void *stored = osh_val(map, t, slot);
 
-	memcpy(stored, val, map->val_size);
+	osh_val_copy(stored, val, map->val_size);
 	/* publish the key only once its value is complete */
 	smp_store_release(&t->keys[slot], key);
 	WRITE_ONCE(*osh_tag_byte(t, slot), tag);
@@ -502,7 +516,7 @@ void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
 		osh_bucket_scan(t, home[1], key, tag, &scan[1]);
 	} else if (unlikely(stale >= 0)) {
 		/* the key's only inserter: nobody else may remove it */
-		memcpy(stale_out, osh_val(map, t, stale), map->val_size);
+		osh_val_copy(stale_out, osh_val(map, t, stale), map->val_size);
 		osh_table_clear_homes(t, stale, home);
 		atomic_long_dec(&map->nr);
 		*had_stale = true;
@@ -602,7 +616,7 @@ bool osh_objmap_remove(struct osh_objmap *map, unsigned long key,
 
 	if (!osh_find_owned(map, key, &t, &slot, home))
 		return false;
-	memcpy(val_out, osh_val(map, t, slot), map->val_size);
+	osh_val_copy(val_out, osh_val(map, t, slot), map->val_size);
 	osh_table_clear_homes(t, slot, home);
 	atomic_long_dec(&map->nr);
 	return true;
@@ -654,15 +668,15 @@ bool osh_objmap_read(struct osh_objmap *map, unsigned long key,
 	for (i = 0; i < v->nr_old; i++) {
 		slot = osh_table_find(v->old[i], key, true);
 		if (slot >= 0) {
-			memcpy(val_out, osh_val(map, v->old[i], slot),
-			       map->val_size);
+			osh_val_copy(val_out, osh_val(map, v->old[i], slot),
+				     map->val_size);
 			return true;
 		}
 	}
 	slot = osh_table_find(v->cur, key, false);
 	if (slot < 0)
 		return false;
-	memcpy(val_out, osh_val(map, v->cur, slot), map->val_size);
+	osh_val_copy(val_out, osh_val(map, v->cur, slot), map->val_size);
 	return true;
 }
 
