@@ -415,12 +415,37 @@ static void osh_slabmodel_log_uncharged(const void *ptr, struct kmem_cache *s)
  *
  * Context: tracepoint or kretprobe handler.
  */
+/*
+ * The charging part of osh_kmem_slab_alloc(), out of line: its charge
+ * state is zeroed on entry (the kernel's INIT_STACK_ALL_ZERO), which the
+ * far more frequent unaccounted allocations need not pay for.
+ */
+static noinline void osh_kmem_slab_charge(const void *ptr, struct kmem_cache *s,
+					  const struct osh_slub_cache_prefix *l)
+{
+	int node = page_to_nid(virt_to_page(ptr));
+	struct osh_charge c;
+
+	if (!osh_charge_begin(&c, node, true, osh_kernel_objcg_of_obj, ptr, s)) {
+		/* charged to no memcg: the root's caches before 5.9 */
+		if (osh_slabmodel_enabled)
+			osh_slabmodel_log_alloc(ptr, s, NULL);
+		return;
+	}
+	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
+			    (unsigned long)ptr, osh_obj_full_size(s), node,
+			    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
+			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE,
+			    c.kernel_objcg ? 0 : OSH_OBJINFO_KERNEL_UNCHARGED);
+	if (osh_slabmodel_enabled)
+		osh_slabmodel_log_alloc(ptr, s, c.shadow);
+	osh_charge_end(&c);
+}
+
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 {
 	const struct osh_slub_cache_prefix *l;
-	struct osh_charge c;
 	bool accounted;
-	int node;
 
 	if (unlikely(!ptr))
 		return;
@@ -449,21 +474,7 @@ void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 			OSH_KEV_INC(kernel_only);
 		return;
 	}
-	node = page_to_nid(virt_to_page(ptr));
-	if (!osh_charge_begin(&c, node, true, osh_kernel_objcg_of_obj, ptr, s)) {
-		/* charged to no memcg: the root's caches before 5.9 */
-		if (osh_slabmodel_enabled)
-			osh_slabmodel_log_alloc(ptr, s, NULL);
-		return;
-	}
-	osh_acct_slab_alloc(&osh_acct, c.ctx, c.shadow, c.picked,
-			    (unsigned long)ptr, osh_obj_full_size(s), node,
-			    (l->flags & SLAB_RECLAIM_ACCOUNT) ?
-			    OSH_SLAB_RECLAIMABLE : OSH_SLAB_UNRECLAIMABLE,
-			    c.kernel_objcg ? 0 : OSH_OBJINFO_KERNEL_UNCHARGED);
-	if (osh_slabmodel_enabled)
-		osh_slabmodel_log_alloc(ptr, s, c.shadow);
-	osh_charge_end(&c);
+	osh_kmem_slab_charge(ptr, s, l);
 }
 
 /**
