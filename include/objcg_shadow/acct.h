@@ -160,6 +160,9 @@ struct osh_dcounters {
 #define OSH_NR_DCOUNTERS (sizeof(struct osh_dcounters) / sizeof(unsigned long))
 
 /* Per CPU: one stock and one counter set per design. */
+/* Longs of a map entry's value: struct osh_objinfo and an objcg per design. */
+#define OSH_ENTRY_LONGS		(2 + OSH_MAX_DESIGNS)
+
 struct osh_cpu_ctx {
 	int cpu;
 	int node;			/* this CPU's NUMA node */
@@ -169,6 +172,14 @@ struct osh_cpu_ctx {
 	unsigned long recursion;	/* events dropped: handler re-entered */
 	struct osh_stock stock[OSH_MAX_DESIGNS];
 	struct osh_dcounters cnt[OSH_MAX_DESIGNS];
+	/*
+	 * A map entry's value as it is built, and as it leaves the map
+	 * (freed, or found stale): the owner runs one event at a time, so
+	 * no event zeroes buffers on its stack for them (the kernel's
+	 * INIT_STACK_ALL_ZERO).
+	 */
+	unsigned long new_entry[OSH_ENTRY_LONGS];
+	unsigned long entry[OSH_ENTRY_LONGS];
 };
 
 /* Rare, global events; all visible in debugfs. */

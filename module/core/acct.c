@@ -466,6 +466,10 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 
 #define OSH_OBJINFO_MAX	(sizeof(struct osh_objinfo) + \
 			 OSH_MAX_DESIGNS * sizeof(struct osh_objcg *))
+static_assert(sizeof(((struct osh_cpu_ctx *)0)->entry) >= OSH_OBJINFO_MAX,
+	      "a CPU context holds any map entry's value");
+static_assert(sizeof(((struct osh_cpu_ctx *)0)->new_entry) >= OSH_OBJINFO_MAX,
+	      "a CPU context holds any map entry's value");
 
 /* Each design's objcg for a new entry; false if none charges anything. */
 static bool osh_info_fill(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
@@ -496,8 +500,7 @@ static bool osh_map_store(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 					   struct osh_objinfo *info),
 			  enum osh_acct_event ev_full, enum osh_acct_event ev_stale)
 {
-	unsigned long stale_raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
-	struct osh_objinfo *stale = (void *)stale_raw;
+	struct osh_objinfo *stale = (void *)ctx->entry;
 	bool stored, had_stale;
 	unsigned int d;
 
@@ -537,8 +540,7 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long ptr, unsigned int size, int node,
 			enum osh_slab_type type, unsigned int flags)
 {
-	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
-	struct osh_objinfo *info = (void *)raw;
+	struct osh_objinfo *info = (void *)ctx->new_entry;
 	unsigned int d, report = osh_acct_report_design(acct);
 
 	info->size = size;
@@ -590,8 +592,7 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 bool osh_acct_slab_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long ptr)
 {
-	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
-	struct osh_objinfo *info = (void *)raw;
+	struct osh_objinfo *info = (void *)ctx->entry;
 
 	if (!osh_objmap_remove(&acct->objmap, ptr, info))
 		return false;
@@ -661,12 +662,13 @@ int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			struct osh_memcg *memcg, struct osh_objcg **picked,
 			unsigned long page, unsigned int nr_pages, int node)
 {
-	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1] = {};
-	struct osh_objinfo *info = (void *)raw;
+	struct osh_objinfo *info = (void *)ctx->new_entry;
 	unsigned int d;
 
 	info->size = nr_pages;
 	info->node = node;
+	info->type = 0;
+	info->flags = 0;
 	if (!osh_info_fill(acct, ctx, memcg, picked, info))
 		return -ENOENT;
 	if (!osh_map_store(acct, ctx, &acct->pagemap, page, info,
@@ -693,8 +695,7 @@ int osh_acct_page_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 bool osh_acct_page_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long page)
 {
-	unsigned long raw[OSH_OBJINFO_MAX / sizeof(long) + 1];
-	struct osh_objinfo *info = (void *)raw;
+	struct osh_objinfo *info = (void *)ctx->entry;
 
 	if (!osh_objmap_remove(&acct->pagemap, page, info))
 		return false;

@@ -71,6 +71,7 @@ static inline bool IS_ERR(const void *ptr) { return IS_ERR_VALUE(ptr); }
 #define U16_MAX		((u16)~0U)
 #define S16_MAX		((s16)(U16_MAX >> 1))
 
+#include <assert.h>		/* static_assert */
 #define hweight64(x)	__builtin_popcountll(x)
 #define __ffs64(x)	((unsigned long)__builtin_ctzll(x))
 
