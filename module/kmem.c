@@ -407,14 +407,6 @@ static void osh_slabmodel_log_uncharged(const void *ptr, struct kmem_cache *s)
 		osh_slabmodel_log_alloc(ptr, s, NULL);
 }
 
-/**
- * osh_kmem_slab_alloc() - account one slab allocation event
- * @ptr: the object
- * @s: its cache, or NULL to find it from the slab
- * @gfp: allocation flags
- *
- * Context: tracepoint or kretprobe handler.
- */
 /*
  * The charging part of osh_kmem_slab_alloc(), out of line: its charge
  * state is zeroed on entry (the kernel's INIT_STACK_ALL_ZERO), which the
@@ -442,6 +434,14 @@ static noinline void osh_kmem_slab_charge(const void *ptr, struct kmem_cache *s,
 	osh_charge_end(&c);
 }
 
+/**
+ * osh_kmem_slab_alloc() - account one slab allocation event
+ * @ptr: the object
+ * @s: its cache, or NULL to find it from the slab
+ * @gfp: allocation flags
+ *
+ * Context: tracepoint or kretprobe handler.
+ */
 void osh_kmem_slab_alloc(const void *ptr, struct kmem_cache *s, gfp_t gfp)
 {
 	const struct osh_slub_cache_prefix *l;

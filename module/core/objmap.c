@@ -165,7 +165,7 @@ static u64 osh_mix64(u64 x)
  * balance the load: take them from the two halves of one strong mix, each
  * scaled onto any number of buckets by a multiply (no power of two needed,
  * so a table can grow by half).  The multiply keeps the top bits of each
- * half, so the tag takes the lowest bits, which choose no bucket.
+ * half, so the tag takes the lowest bits, which hardly move a bucket.
  * Return: the key's tag.
  */
 static u8 osh_homes(const struct osh_objmap_table *t, unsigned long key,
