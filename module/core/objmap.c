@@ -454,6 +454,15 @@ static void osh_table_clear(struct osh_objmap_table *t, size_t slot,
 	osh_table_clear_homes(t, slot, home);
 }
 
+/* Copy out the value of an owned slot of @home and empty the slot. */
+static void osh_slot_take(struct osh_objmap *map, struct osh_objmap_table *t,
+			  size_t slot, const size_t home[2], void *val_out)
+{
+	osh_val_copy(val_out, osh_val(map, t, slot), map->val_size);
+	osh_table_clear_homes(t, slot, home);
+	atomic_long_dec(&map->nr);
+}
+
 /* 3/4 full: the spill buckets take the inserts until growth has run */
 static bool osh_table_wants_growth(struct osh_objmap *map,
 				   const struct osh_objmap_table *t)
@@ -512,19 +521,17 @@ void *osh_objmap_insert(struct osh_objmap *map, unsigned long key,
 	if (unlikely(v->nr_old || atomic_read(&t->spilled[home[0]]))) {
 		/* the stale entry may be in an old table or a spill bucket */
 		*had_stale = osh_objmap_remove(map, key, stale_out);
-		osh_bucket_scan(t, home[0], key, tag, &scan[0]);
-		osh_bucket_scan(t, home[1], key, tag, &scan[1]);
 	} else if (unlikely(stale >= 0)) {
 		/* the key's only inserter: nobody else may remove it */
-		osh_val_copy(stale_out, osh_val(map, t, stale), map->val_size);
-		osh_table_clear_homes(t, stale, home);
-		atomic_long_dec(&map->nr);
+		osh_slot_take(map, t, stale, home, stale_out);
 		*had_stale = true;
+	}
+	if (*had_stale) {
+		atomic_long_inc(&map->replaced);
+		/* its slot is free now */
 		osh_bucket_scan(t, home[0], key, tag, &scan[0]);
 		osh_bucket_scan(t, home[1], key, tag, &scan[1]);
 	}
-	if (*had_stale)
-		atomic_long_inc(&map->replaced);
 	stored = osh_table_insert_at(map, t, key, tag, val, home, scan);
 	if (!stored) {
 		atomic_long_inc(&map->full);
@@ -616,9 +623,7 @@ bool osh_objmap_remove(struct osh_objmap *map, unsigned long key,
 
 	if (!osh_find_owned(map, key, &t, &slot, home))
 		return false;
-	osh_val_copy(val_out, osh_val(map, t, slot), map->val_size);
-	osh_table_clear_homes(t, slot, home);
-	atomic_long_dec(&map->nr);
+	osh_slot_take(map, t, slot, home, val_out);
 	return true;
 }
 
