@@ -159,10 +159,10 @@ struct osh_dcounters {
 
 #define OSH_NR_DCOUNTERS (sizeof(struct osh_dcounters) / sizeof(unsigned long))
 
-/* Per CPU: one stock and one counter set per design. */
 /* Longs of a map entry's value: struct osh_objinfo and an objcg per design. */
 #define OSH_ENTRY_LONGS		(2 + OSH_MAX_DESIGNS)
 
+/* Per CPU: one stock and one counter set per design. */
 struct osh_cpu_ctx {
 	int cpu;
 	int node;			/* this CPU's NUMA node */

@@ -466,10 +466,8 @@ static void osh_slab_uncharge(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 
 #define OSH_OBJINFO_MAX	(sizeof(struct osh_objinfo) + \
 			 OSH_MAX_DESIGNS * sizeof(struct osh_objcg *))
-static_assert(sizeof(((struct osh_cpu_ctx *)0)->entry) >= OSH_OBJINFO_MAX,
-	      "a CPU context holds any map entry's value");
-static_assert(sizeof(((struct osh_cpu_ctx *)0)->new_entry) >= OSH_OBJINFO_MAX,
-	      "a CPU context holds any map entry's value");
+static_assert(OSH_ENTRY_LONGS * sizeof(long) >= OSH_OBJINFO_MAX,
+	      "a CPU context's entry buffers hold any map entry's value");
 
 /* Each design's objcg for a new entry; false if none charges anything. */
 static bool osh_info_fill(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
