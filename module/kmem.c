@@ -102,6 +102,18 @@ static void osh_deferred_flush(void)
 	}
 }
 
+/*
+ * An object record is allocated on the event path, after the object it
+ * describes (never NMI context in practice: only frees run there).  Not a
+ * fail_alloc_every site: like the maps' growth, it is the map's storage.
+ */
+static void *osh_objrec_alloc(size_t size)
+{
+	if (WARN_ON_ONCE(in_nmi()))
+		return NULL;
+	return kmalloc(size, GFP_ATOMIC | __GFP_NOWARN);
+}
+
 /* index of the design that reproduces the running kernel, or -1 */
 static int osh_reference;
 static atomic_long_t osh_task_alloc_failed;	/* task falls back to root */
@@ -838,6 +850,7 @@ int osh_kmem_init(const struct osh_design *designs, unsigned int nr_designs,
 	if (err)
 		goto destroy_taskmap;
 	osh_acct.cpu_ctx = osh_ctx_of;
+	osh_acct.objrec_alloc = osh_objrec_alloc;
 	osh_reference = -1;
 	for (d = 0; d < nr_designs; d++) {
 		osh_any_task_cache |= designs[d].task_cache != OSH_TASK_CACHE_NONE;

@@ -162,6 +162,12 @@ struct osh_dcounters {
 /* Longs of a map entry's value: struct osh_objinfo and an objcg per design. */
 #define OSH_ENTRY_LONGS		(2 + OSH_MAX_DESIGNS)
 
+/* Each CPU keeps the object records it made last, by hash (see osh_objrec). */
+#define OSH_OBJREC_CACHE_BITS	3
+#define OSH_OBJREC_CACHE	BIT(OSH_OBJREC_CACHE_BITS)
+
+struct osh_objrec;
+
 /* Per CPU: one stock and one counter set per design. */
 struct osh_cpu_ctx {
 	int cpu;
@@ -180,6 +186,7 @@ struct osh_cpu_ctx {
 	 */
 	unsigned long new_entry[OSH_ENTRY_LONGS];
 	unsigned long entry[OSH_ENTRY_LONGS];
+	struct osh_objrec *objrec_cache[OSH_OBJREC_CACHE];
 };
 
 /* Rare, global events; all visible in debugfs. */
@@ -187,6 +194,7 @@ enum osh_acct_event {
 	OSH_EV_OBJ_UNTRACKED_FREE,	/* accounted object not in the map */
 	OSH_EV_OBJ_MAP_FULL,		/* object dropped: map full */
 	OSH_EV_OBJ_STALE,		/* entry replaced: its free was missed */
+	OSH_EV_OBJ_NO_RECORD,		/* object dropped: no memory for its record */
 	OSH_EV_PAGE_UNTRACKED_FREE,
 	OSH_EV_PAGE_MAP_FULL,
 	OSH_EV_PAGE_STALE,
@@ -225,6 +233,21 @@ struct osh_objinfo {
 	struct osh_objcg *objcg[];	/* one per design, referenced */
 };
 
+/*
+ * A slab object's entry in the object map is a pointer to its record:
+ * one record is shared by the objects charged alike (same size, node,
+ * type, flags and objcg of every design), so that an object costs its
+ * map slot and not a copy of the objcgs.  @refs counts the objects, and
+ * one more while a CPU's record cache holds it; only that CPU takes new
+ * references.  Freed an RCU grace period after the last one: walks follow
+ * it under rcu_read_lock().
+ */
+struct osh_objrec {
+	atomic_long_t refs;
+	struct rcu_head rcu;		/* osh_defer(), then call_rcu() */
+	struct osh_objinfo info;	/* ends in an objcg per design */
+};
+
 /* What a tracked kmem page is used for, beyond its page charge. */
 #define OSH_OBJINFO_STACK	0x1	/* kernel stack: NR_KERNEL_STACK_KB */
 #define OSH_OBJINFO_LARGE_KMALLOC 0x2	/* kmalloc > 8K: NR_SLAB_UNRECLAIMABLE_B */
@@ -244,6 +267,9 @@ struct osh_acct {
 	struct osh_objmap objmap;	/* slab objects */
 	struct osh_objmap pagemap;	/* kmem pages, keyed by struct page */
 	atomic_long_t nr_kernel_uncharged; /* live OSH_OBJINFO_KERNEL_UNCHARGED */
+	atomic_long_t nr_objrecs;	/* live struct osh_objrec */
+	/* a record's memory from event context (NULL: kmalloc(GFP_ATOMIC)) */
+	void *(*objrec_alloc)(size_t size);
 	struct osh_cpu_ctx *(*cpu_ctx)(struct osh_acct *acct, int cpu);
 	atomic_long_t events[OSH_NR_ACCT_EVENTS];
 	/* per design: reparenting cost with and without the objcg indirection
@@ -292,6 +318,12 @@ static inline size_t osh_objinfo_size(const struct osh_acct *acct)
 {
 	return sizeof(struct osh_objinfo) +
 	       acct->nr_designs * sizeof(struct osh_objcg *);
+}
+
+/* Bytes of one struct osh_objrec (before the allocator rounds them up). */
+static inline size_t osh_objrec_bytes(const struct osh_acct *acct)
+{
+	return offsetof(struct osh_objrec, info) + osh_objinfo_size(acct);
 }
 
 int osh_design_parse(struct osh_design *designs, unsigned int max,

@@ -515,6 +515,147 @@ static bool osh_map_store(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	return stored;
 }
 
+/* --- object records ------------------------------------------------------------ */
+
+static_assert(sizeof(struct osh_objinfo) == sizeof(long),
+	      "an objinfo is compared and hashed a word at a time");
+
+static size_t osh_objinfo_words(const struct osh_acct *acct)
+{
+	return 1 + acct->nr_designs;
+}
+
+static unsigned int osh_objrec_slot(const struct osh_acct *acct,
+				    const struct osh_objinfo *info)
+{
+	const unsigned long *w = (const unsigned long *)info;
+	unsigned long h = 0;
+	size_t i;
+
+	for (i = 0; i < osh_objinfo_words(acct); i++)
+		h = (h ^ w[i]) * 0x9e3779b97f4a7c15UL;
+	return h >> (sizeof(long) * 8 - OSH_OBJREC_CACHE_BITS);
+}
+
+static bool osh_objinfo_same(const struct osh_acct *acct,
+			     const struct osh_objinfo *a,
+			     const struct osh_objinfo *b)
+{
+	const unsigned long *x = (const unsigned long *)a;
+	const unsigned long *y = (const unsigned long *)b;
+	size_t i;
+
+	for (i = 0; i < osh_objinfo_words(acct); i++) {
+		if (x[i] != y[i])
+			return false;
+	}
+	return true;
+}
+
+static void osh_objrec_free_rcu(struct rcu_head *head)
+{
+	kfree(container_of(head, struct osh_objrec, rcu));
+}
+
+/* osh_defer()'s callback: out of NMI context, call_rcu() is safe. */
+static void osh_objrec_release(struct rcu_head *head)
+{
+	call_rcu(head, osh_objrec_free_rcu);
+}
+
+/* Drop one reference: an object's (any CPU, any context) or a cache's. */
+static void osh_objrec_put(struct osh_acct *acct, struct osh_objrec *rec)
+{
+	if (rec && atomic_long_dec_and_test(&rec->refs)) {
+		atomic_long_dec(&acct->nr_objrecs);
+		osh_defer(&rec->rcu, osh_objrec_release);
+	}
+}
+
+/*
+ * The record for a new object charged as @info, with a reference for it:
+ * the one this CPU made last for the same charge, or a new one that
+ * takes that cache slot.  NULL if no memory.
+ */
+static struct osh_objrec *osh_objrec_get(struct osh_acct *acct,
+					 struct osh_cpu_ctx *ctx,
+					 const struct osh_objinfo *info)
+{
+	unsigned int slot = osh_objrec_slot(acct, info);
+	struct osh_objrec *rec = ctx->objrec_cache[slot];
+	size_t size = osh_objrec_bytes(acct);
+	size_t i;
+
+	if (likely(rec && osh_objinfo_same(acct, &rec->info, info))) {
+		atomic_long_inc(&rec->refs);
+		return rec;
+	}
+	rec = acct->objrec_alloc ? acct->objrec_alloc(size) :
+	      kmalloc(size, GFP_ATOMIC | __GFP_NOWARN);
+	if (!rec)
+		return NULL;
+	atomic_long_set(&rec->refs, 2);		/* the object's and the cache's */
+	for (i = 0; i < osh_objinfo_words(acct); i++)
+		((unsigned long *)&rec->info)[i] = ((const unsigned long *)info)[i];
+	atomic_long_inc(&acct->nr_objrecs);
+	osh_objrec_put(acct, ctx->objrec_cache[slot]);
+	ctx->objrec_cache[slot] = rec;
+	return rec;
+}
+
+/* Drop the records a CPU's cache holds (teardown: no handler runs). */
+static void osh_objrec_cache_drain(struct osh_acct *acct,
+				   struct osh_cpu_ctx *ctx)
+{
+	unsigned int i;
+
+	for (i = 0; i < OSH_OBJREC_CACHE; i++) {
+		osh_objrec_put(acct, ctx->objrec_cache[i]);
+		ctx->objrec_cache[i] = NULL;
+	}
+}
+
+/* A stale object entry (its free was missed): uncharge it and drop it. */
+static void osh_slab_uncharge_stale(struct osh_acct *acct,
+				    struct osh_cpu_ctx *ctx,
+				    struct osh_objrec *rec)
+{
+	osh_event(acct, OSH_EV_OBJ_STALE, 1);
+	osh_slab_uncharge(acct, ctx, &rec->info);
+	osh_objrec_put(acct, rec);
+}
+
+/*
+ * Insert the record of @info under @ptr.  No record or a full map drops
+ * the object and its references (counted).  Return: the record, or NULL.
+ */
+static struct osh_objrec *osh_objmap_store(struct osh_acct *acct,
+					   struct osh_cpu_ctx *ctx,
+					   unsigned long ptr,
+					   struct osh_objinfo *info)
+{
+	struct osh_objrec *rec = osh_objrec_get(acct, ctx, info);
+	struct osh_objrec **stale = (void *)ctx->entry;
+	bool had_stale = false;
+	unsigned int d;
+
+	if (rec && !osh_objmap_insert(&acct->objmap, ptr, &rec, stale,
+				      &had_stale)) {
+		osh_event(acct, OSH_EV_OBJ_MAP_FULL, 1);
+		osh_objrec_put(acct, rec);
+		rec = NULL;
+	} else if (!rec) {
+		osh_event(acct, OSH_EV_OBJ_NO_RECORD, 1);
+	}
+	if (!rec) {
+		for (d = 0; d < acct->nr_designs; d++)
+			osh_objcg_put(info->objcg[d]);
+	}
+	if (had_stale)
+		osh_slab_uncharge_stale(acct, ctx, *stale);
+	return rec;
+}
+
 /**
  * osh_acct_slab_alloc() - charge one accounted slab object, every design
  * @acct: accounting state
@@ -531,7 +672,8 @@ static bool osh_map_store(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
  *	   objcg for @ptr (it is then counted, and its free looked up)
  *
  * Return: 0, -ENOENT when no design charges anything (root), -ENOSPC when
- * the object map is full (counted; the object is not charged).
+ * the object map is full or no record could be allocated (counted; the
+ * object is not charged).
  */
 int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			struct osh_memcg *memcg, struct osh_objcg **picked,
@@ -551,9 +693,7 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 	/* counted before it is visible, so that no free can miss it */
 	if (flags & OSH_OBJINFO_KERNEL_UNCHARGED)
 		atomic_long_inc(&acct->nr_kernel_uncharged);
-	if (!osh_map_store(acct, ctx, &acct->objmap, ptr, info,
-			   osh_slab_uncharge, OSH_EV_OBJ_MAP_FULL,
-			   OSH_EV_OBJ_STALE)) {
+	if (!osh_objmap_store(acct, ctx, ptr, info)) {
 		if (flags & OSH_OBJINFO_KERNEL_UNCHARGED)
 			atomic_long_dec(&acct->nr_kernel_uncharged);
 		return -ENOSPC;
@@ -590,11 +730,12 @@ int osh_acct_slab_alloc(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 bool osh_acct_slab_free(struct osh_acct *acct, struct osh_cpu_ctx *ctx,
 			unsigned long ptr)
 {
-	struct osh_objinfo *info = (void *)ctx->entry;
+	struct osh_objrec **rec = (void *)ctx->entry;
 
-	if (!osh_objmap_remove(&acct->objmap, ptr, info))
+	if (!osh_objmap_remove(&acct->objmap, ptr, rec))
 		return false;
-	osh_slab_uncharge(acct, ctx, info);
+	osh_slab_uncharge(acct, ctx, &(*rec)->info);
+	osh_objrec_put(acct, *rec);
 	return true;
 }
 
@@ -786,8 +927,9 @@ int osh_acct_init(struct osh_acct *acct, const struct osh_design *designs,
 		acct->task_nodes_off[i] = acct->task_nodes_total;
 		acct->task_nodes_total += nr_nodes;
 	}
-	if (osh_objmap_init(&acct->objmap, objmap_bits, osh_objinfo_size(acct),
-			    alloc, free_fn, grow_needed) ||
+	if (osh_objmap_init(&acct->objmap, objmap_bits,
+			    sizeof(struct osh_objrec *), alloc, free_fn,
+			    grow_needed) ||
 	    osh_objmap_init(&acct->pagemap, pagemap_bits,
 			    osh_objinfo_size(acct), alloc, free_fn, grow_needed))
 		return -ENOMEM;
@@ -860,14 +1002,25 @@ void osh_acct_cpu_online(struct osh_cpu_ctx *ctx, int node)
 	WRITE_ONCE(ctx->node, node);
 }
 
-static void osh_put_entry(unsigned long key, void *val, void *arg)
+static void osh_put_objcgs(struct osh_acct *acct, struct osh_objinfo *info)
 {
-	struct osh_acct *acct = arg;
-	struct osh_objinfo *info = val;
 	unsigned int d;
 
 	for (d = 0; d < acct->nr_designs; d++)
 		osh_objcg_put(info->objcg[d]);
+}
+
+static void osh_put_page_entry(unsigned long key, void *val, void *arg)
+{
+	osh_put_objcgs(arg, val);
+}
+
+static void osh_put_object_entry(unsigned long key, void *val, void *arg)
+{
+	struct osh_objrec *rec = *(struct osh_objrec **)val;
+
+	osh_put_objcgs(arg, &rec->info);
+	osh_objrec_put(arg, rec);
 }
 
 /**
@@ -886,8 +1039,14 @@ void osh_acct_teardown(struct osh_acct *acct, struct osh_memcg_tree *tree)
 	unsigned int n, d, i;
 
 	acct->tearing_down = true;
-	osh_objmap_for_each(&acct->objmap, osh_put_entry, acct);
-	osh_objmap_for_each(&acct->pagemap, osh_put_entry, acct);
+	osh_objmap_for_each(&acct->objmap, osh_put_object_entry, acct);
+	osh_objmap_for_each(&acct->pagemap, osh_put_page_entry, acct);
+	for (i = 0; acct->cpu_ctx && i < acct->nr_cpus; i++) {
+		struct osh_cpu_ctx *ctx = acct->cpu_ctx(acct, i);
+
+		if (ctx)
+			osh_objrec_cache_drain(acct, ctx);
+	}
 
 	/*
 	 * Active objcgs: collect a batch under the lock, put it outside, and

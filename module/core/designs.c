@@ -272,6 +272,7 @@ void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
 		[OSH_EV_OBJ_UNTRACKED_FREE] = "untracked_frees",
 		[OSH_EV_OBJ_MAP_FULL] = "dropped_objects_map_full",
 		[OSH_EV_OBJ_STALE] = "stale_objects_replaced",
+		[OSH_EV_OBJ_NO_RECORD] = "dropped_objects_no_record",
 		[OSH_EV_PAGE_UNTRACKED_FREE] = "untracked_page_frees",
 		[OSH_EV_PAGE_MAP_FULL] = "dropped_pages_map_full",
 		[OSH_EV_PAGE_STALE] = "stale_pages_replaced",
@@ -302,16 +303,18 @@ void osh_acct_dump_events(struct osh_acct *acct, struct osh_buf *ob)
 	}
 	osh_buf_printf(ob, "dropped_recursion=%lu\n", recursion);
 	osh_objmap_dump(&acct->objmap, "objmap", ob);
+	osh_buf_printf(ob, "objrecs_live=%ld\nobjrecs_bytes=%zu\n",
+		       atomic_long_read(&acct->nr_objrecs),
+		       (size_t)atomic_long_read(&acct->nr_objrecs) *
+		       osh_objrec_bytes(acct));
 	osh_objmap_dump(&acct->pagemap, "pagemap", ob);
 	osh_buf_printf(ob, "objects_kernel_did_not_charge=%ld\n",
 		       atomic_long_read(&acct->nr_kernel_uncharged));
 }
 
-static void osh_add_object(unsigned long key, void *val, void *arg)
+static void osh_add_object_info(struct osh_live_totals *t,
+				const struct osh_objinfo *info)
 {
-	struct osh_live_totals *t = arg;
-	const struct osh_objinfo *info = val;
-
 	if (info->type == OSH_OBJ_PERCPU) {
 		t->percpu_objects++;
 		t->percpu_bytes += info->size;
@@ -319,6 +322,18 @@ static void osh_add_object(unsigned long key, void *val, void *arg)
 	}
 	t->objects++;
 	t->bytes += info->size;
+}
+
+static void osh_add_object(unsigned long key, void *val, void *arg)
+{
+	struct osh_live_totals *t = arg;
+	const struct osh_objinfo *info;
+
+	/* a record freed meanwhile stays readable until the grace period */
+	rcu_read_lock();
+	info = &READ_ONCE(*(struct osh_objrec **)val)->info;
+	osh_add_object_info(t, info);
+	rcu_read_unlock();
 }
 
 static void osh_add_page(unsigned long key, void *val, void *arg)

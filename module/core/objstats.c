@@ -81,11 +81,15 @@ static unsigned int osh_page_objstat_kind(const struct osh_objinfo *info)
 	return OSH_OBJSTAT_PAGE;
 }
 
-/* Under rcu_read_lock(): the objcg and its memcg may be followed. */
+/*
+ * Under rcu_read_lock(): an object's record, its objcg and the objcg's
+ * memcg may be followed.
+ */
 static bool osh_objstats_add(unsigned long key, const void *val, void *arg)
 {
-	const struct osh_objinfo *info = val;
 	struct osh_objstats *st = arg;
+	const struct osh_objinfo *info = st->kind_of_map == OSH_OBJSTAT_PAGE ?
+		val : &(*(struct osh_objrec *const *)val)->info;
 	struct osh_objcg *objcg = info->objcg[st->design];
 	struct osh_objstat k = { .node = info->node }, *e;
 

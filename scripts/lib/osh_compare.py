@@ -152,6 +152,7 @@ def collect(sh: osh_state.Shadow, design: str, cgroupfs: str,
     st = sh.stats
     health = {k: st.get(k, 0) for k in (
         "untracked_frees", "untracked_page_frees", "dropped_objects_map_full",
+        "dropped_objects_no_record",
         "dropped_pages_map_full", "dropped_recursion", "not_ready",
         "unknown_memcg", "irq_unattributed", "attribution_checked",
         "attribution_mismatch", "kernel_only", "shadow_only",

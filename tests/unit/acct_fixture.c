@@ -150,6 +150,8 @@ void fx_teardown(void)
 {
 	fx_drain_all();
 	osh_acct_teardown(&fx.acct, &fx.tree);
+	/* every object record went with its objects and the CPU caches */
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_objrecs), 0);
 	osh_tree_destroy(&fx.tree);
 	osh_shim_rcu_barrier();
 	osh_acct_destroy(&fx.acct);

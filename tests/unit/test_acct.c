@@ -747,6 +747,88 @@ static void test_objcg_alloc_failure_is_counted_and_shown(void)
 	fx_teardown();
 }
 
+/* Objects charged alike share one record; each free leaves the others'. */
+static void test_objects_charged_alike_share_a_record(void)
+{
+	unsigned long p;
+
+	fx_setup("v6.1,v7.1");
+	fx_memcg(10, 1, 1);
+	fx_memcg(11, 1, 1);
+	for (p = 1; p <= 100; p++)
+		CHECK_EQ(fx_alloc(0, 10, p * 64, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_objrecs), 1);
+	/* another memcg, size, node or type: a record of its own */
+	CHECK_EQ(fx_alloc(0, 11, 0x100000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x100040, 128, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x100080, 64, 1, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_alloc(0, 10, 0x1000c0, 64, 0, OSH_SLAB_RECLAIMABLE), 0);
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_objrecs), 5);
+	for (p = 1; p < 100; p++)
+		CHECK(fx_free_obj(0, p * 64));
+	CHECK_EQ(fx_stat(10, 0, "objects"), 4);
+	CHECK_EQ(fx_stat(10, 1, "objects"), 4);
+	/* the last object of the first record, freed on another CPU */
+	CHECK(fx_free_obj(1, 100 * 64));
+	CHECK_EQ(fx_stat(10, 0, "objects"), 3);
+	CHECK_EQ(fx_stat(11, 0, "objects"), 1);
+	CHECK(fx_free_obj(1, 0x100040));
+	CHECK_EQ(fx_stat(10, 0, "objects"), 2);
+	CHECK(fx_free_obj(0, 0x100000));
+	CHECK_EQ(fx_stat(11, 0, "objects"), 0);
+	/* records the caches no longer hold went with their last object */
+	CHECK(atomic_long_read(&fx.acct.nr_objrecs) <= (long)OSH_OBJREC_CACHE);
+	fx_teardown();
+}
+
+/* No memory for a record: the object is dropped, counted, and not charged. */
+static void test_record_alloc_failure_drops_the_object(void)
+{
+	struct osh_memcg *m;
+	struct osh_objcg *objcg;
+	long ref;
+
+	fx_setup("v6.1");
+	m = fx_memcg(10, 1, 1);
+	objcg = m->design[0]->objcg[0];
+	ref = atomic_long_read(&objcg->ref);
+	osh_shim_fail_alloc_in = 1;
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 64, 0, OSH_SLAB_UNRECLAIMABLE), -ENOSPC);
+	osh_shim_fail_alloc_in = 0;
+	CHECK_EQ(atomic_long_read(&fx.acct.events[OSH_EV_OBJ_NO_RECORD]), 1);
+	CHECK_EQ(atomic_long_read(&objcg->ref), ref);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 0);
+	CHECK_EQ(fx_stat(10, 0, "slab_unreclaimable"), 0);
+	CHECK(!fx_free_obj(0, 0x1000));
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	CHECK_EQ(fx_stat(10, 0, "objects"), 1);
+	fx_teardown();
+}
+
+/* A record's last reference dropped in NMI context is freed from the deferral. */
+static void test_record_freed_from_nmi_is_deferred(void)
+{
+	unsigned int i;
+	long live;
+
+	fx_setup("v6.1");
+	fx_memcg(10, 1, 1);
+	CHECK_EQ(fx_alloc(0, 10, 0x1000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
+	/* evict it from CPU 0's cache: allocations of every other size */
+	for (i = 1; i <= 64; i++)
+		CHECK_EQ(fx_alloc(0, 10, 0x100000 + i * 0x1000, 64 + i * 8, 0,
+				  OSH_SLAB_UNRECLAIMABLE), 0);
+	live = atomic_long_read(&fx.acct.nr_objrecs);
+	osh_shim_in_nmi = 1;
+	CHECK(fx_free_obj(1, 0x1000));
+	osh_shim_in_nmi = 0;
+	CHECK_EQ(atomic_long_read(&fx.acct.nr_objrecs), live - 1);
+	CHECK(osh_shim_run_deferred() >= 1);
+	for (i = 1; i <= 64; i++)
+		CHECK(fx_free_obj(0, 0x100000 + i * 0x1000));
+	fx_teardown();
+}
+
 
 static const struct osh_test tests[] = {
 	{ "acct_stock_consume_refill_61", test_stock_consume_refill_61 },
@@ -776,6 +858,12 @@ static const struct osh_test tests[] = {
 	{ "acct_teardown_releases_every_objcg", test_teardown_releases_every_objcg },
 	{ "acct_objcg_alloc_failure_is_counted_and_shown",
 	  test_objcg_alloc_failure_is_counted_and_shown },
+	{ "acct_objects_charged_alike_share_a_record",
+	  test_objects_charged_alike_share_a_record },
+	{ "acct_record_alloc_failure_drops_the_object",
+	  test_record_alloc_failure_drops_the_object },
+	{ "acct_record_freed_from_nmi_is_deferred",
+	  test_record_freed_from_nmi_is_deferred },
 };
 
 OSH_TEST_MAIN(tests)

@@ -73,7 +73,8 @@ def test_scale_memcgs_tasks_objects():
 
         ev = {k: int(v) for k, v in read_kv("stats").items()
               if str(v).lstrip("-").isdigit()}
-        for key in ("dropped_objects_map_full", "dropped_pages_map_full",
+        for key in ("dropped_objects_map_full", "dropped_objects_no_record",
+                    "dropped_pages_map_full",
                     "task_state_alloc_failed", "dropped_recursion",
                     "objmap_grow_failed", "taskmap_grow_failed"):
             check(ev.get(key, 0) == 0, "%s = %s" % (key, ev.get(key)))

@@ -112,8 +112,9 @@ def test_compare_each_kind():
         health = res["health"]
         check(health["attribution_mismatch"] == 0,
               "attribution mismatches: %s" % health)
-        for key in ("dropped_objects_map_full", "dropped_pages_map_full",
-                    "dropped_recursion", "unknown_memcg"):
+        for key in ("dropped_objects_map_full", "dropped_objects_no_record",
+                    "dropped_pages_map_full", "dropped_recursion",
+                    "unknown_memcg"):
             check(health[key] == 0, "%s=%s" % (key, health[key]))
     finally:
         for w in loads:
@@ -428,16 +429,26 @@ def test_maps_grow_with_use_without_drops():
         ev = read_kv("stats")
         check(ev["objmap_grows"] > before["objmap_grows"],
               "the object map did not grow: %s" % ev)
-        check(ev["dropped_objects_map_full"] == 0,
-              "%d objects dropped while the map grew" % ev["dropped_objects_map_full"])
+        for key in ("dropped_objects_map_full", "dropped_objects_no_record"):
+            check(ev[key] == 0, "%d objects dropped (%s) while the map grew" % (
+                ev[key], key))
         check(ev["objmap_grow_failed"] == 0, "a growth failed")
         check(ev["objmap_live"] >= count, "map holds %d of %d objects" % (
             ev["objmap_live"], count))
         check(ev["objmap_live"] * 4 <= ev["objmap_capacity"] * 3 + 8 * 64,
               "map fuller than its growth threshold")
-        print("METRIC objmap %d live, %d slots, %.1f bytes per object, %d grows" % (
-            ev["objmap_live"], ev["objmap_capacity"],
-            ev["objmap_bytes"] / ev["objmap_live"], ev["objmap_grows"]), flush=True)
+        # one cgroup, one cache: a handful of records (per CPU cache slot)
+        # serve every object, which pays its map slot only
+        check(ev["objrecs_live"] <= 64,
+              "%d records for %d objects charged alike" % (
+                  ev["objrecs_live"], ev["objmap_live"]))
+        check(ev["objmap_bytes"] <= 18 * ev["objmap_capacity"],
+              "%.1f bytes a slot" % (ev["objmap_bytes"] / ev["objmap_capacity"]))
+        print("METRIC objmap %d live, %d slots, %d records, %.1f bytes per object "
+              "(map and records), %d grows" % (
+                  ev["objmap_live"], ev["objmap_capacity"], ev["objrecs_live"],
+                  (ev["objmap_bytes"] + ev["objrecs_bytes"]) / ev["objmap_live"],
+                  ev["objmap_grows"]), flush=True)
         assert_within_bound(compare("/grow"), "after the map grew")
     finally:
         if w:
