@@ -162,9 +162,15 @@ struct osh_dcounters {
 /* Longs of a map entry's value: struct osh_objinfo and an objcg per design. */
 #define OSH_ENTRY_LONGS		(2 + OSH_MAX_DESIGNS)
 
-/* Each CPU keeps the object records it made last, by hash (see osh_objrec). */
-#define OSH_OBJREC_CACHE_BITS	3
-#define OSH_OBJREC_CACHE	BIT(OSH_OBJREC_CACHE_BITS)
+/*
+ * Each CPU keeps the object records it used last (see osh_objrec): 32 sets
+ * chosen by a hash of the charge, of 2 records each, the more recent
+ * first.  A workload cycles through a few charges per operation (a pipe:
+ * five caches), which direct-mapped slots would often make collide.
+ */
+#define OSH_OBJREC_SET_BITS	5
+#define OSH_OBJREC_WAYS		2
+#define OSH_OBJREC_CACHE	(OSH_OBJREC_WAYS << OSH_OBJREC_SET_BITS)
 
 struct osh_objrec;
 

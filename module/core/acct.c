@@ -525,16 +525,16 @@ static size_t osh_objinfo_words(const struct osh_acct *acct)
 	return 1 + acct->nr_designs;
 }
 
-static unsigned int osh_objrec_slot(const struct osh_acct *acct,
-				    const struct osh_objinfo *info)
+/*
+ * The first slot of @info's set: its size, node, type, flags and first
+ * design's objcg tell the charges of a workload apart.
+ */
+static unsigned int osh_objrec_set(const struct osh_objinfo *info)
 {
 	const unsigned long *w = (const unsigned long *)info;
-	unsigned long h = 0;
-	size_t i;
+	unsigned long h = (w[0] ^ w[1]) * 0x9e3779b97f4a7c15UL;
 
-	for (i = 0; i < osh_objinfo_words(acct); i++)
-		h = (h ^ w[i]) * 0x9e3779b97f4a7c15UL;
-	return h >> (sizeof(long) * 8 - OSH_OBJREC_CACHE_BITS);
+	return (h >> (sizeof(long) * 8 - OSH_OBJREC_SET_BITS)) * OSH_OBJREC_WAYS;
 }
 
 static bool osh_objinfo_same(const struct osh_acct *acct,
@@ -574,32 +574,40 @@ static void osh_objrec_put(struct osh_acct *acct, struct osh_objrec *rec)
 
 /*
  * The record for a new object charged as @info, with a reference for it:
- * the one this CPU made last for the same charge, or a new one that
- * takes that cache slot.  NULL if no memory.
+ * one this CPU used lately for the same charge, or a new one that takes
+ * the place of the least recent of its set.  NULL if no memory.
  */
 static struct osh_objrec *osh_objrec_get(struct osh_acct *acct,
 					 struct osh_cpu_ctx *ctx,
 					 const struct osh_objinfo *info)
 {
-	unsigned int slot = osh_objrec_slot(acct, info);
-	struct osh_objrec *rec = ctx->objrec_cache[slot];
-	size_t size = osh_objrec_bytes(acct);
+	struct osh_objrec **set = &ctx->objrec_cache[osh_objrec_set(info)];
+	struct osh_objrec *rec = set[0];
 	size_t i;
 
-	if (likely(rec && osh_objinfo_same(acct, &rec->info, info))) {
-		atomic_long_inc(&rec->refs);
-		return rec;
+	static_assert(OSH_OBJREC_WAYS == 2, "the set keeps its recent one first");
+	if (likely(rec && osh_objinfo_same(acct, &rec->info, info)))
+		goto hit;
+	rec = set[1];
+	if (rec && osh_objinfo_same(acct, &rec->info, info)) {
+		set[1] = set[0];
+		set[0] = rec;
+		goto hit;
 	}
-	rec = acct->objrec_alloc ? acct->objrec_alloc(size) :
-	      kmalloc(size, GFP_ATOMIC | __GFP_NOWARN);
+	rec = acct->objrec_alloc ? acct->objrec_alloc(osh_objrec_bytes(acct)) :
+	      kmalloc(osh_objrec_bytes(acct), GFP_ATOMIC | __GFP_NOWARN);
 	if (!rec)
 		return NULL;
 	atomic_long_set(&rec->refs, 2);		/* the object's and the cache's */
 	for (i = 0; i < osh_objinfo_words(acct); i++)
 		((unsigned long *)&rec->info)[i] = ((const unsigned long *)info)[i];
 	atomic_long_inc(&acct->nr_objrecs);
-	osh_objrec_put(acct, ctx->objrec_cache[slot]);
-	ctx->objrec_cache[slot] = rec;
+	osh_objrec_put(acct, set[1]);
+	set[1] = set[0];
+	set[0] = rec;
+	return rec;
+hit:
+	atomic_long_inc(&rec->refs);
 	return rec;
 }
 

@@ -814,8 +814,8 @@ static void test_record_freed_from_nmi_is_deferred(void)
 	fx_setup("v6.1");
 	fx_memcg(10, 1, 1);
 	CHECK_EQ(fx_alloc(0, 10, 0x1000, 64, 0, OSH_SLAB_UNRECLAIMABLE), 0);
-	/* evict it from CPU 0's cache: allocations of every other size */
-	for (i = 1; i <= 64; i++)
+	/* evict it from CPU 0's cache: charges of many other sizes */
+	for (i = 1; i <= 512; i++)
 		CHECK_EQ(fx_alloc(0, 10, 0x100000 + i * 0x1000, 64 + i * 8, 0,
 				  OSH_SLAB_UNRECLAIMABLE), 0);
 	live = atomic_long_read(&fx.acct.nr_objrecs);
@@ -824,7 +824,7 @@ static void test_record_freed_from_nmi_is_deferred(void)
 	osh_shim_in_nmi = 0;
 	CHECK_EQ(atomic_long_read(&fx.acct.nr_objrecs), live - 1);
 	CHECK(osh_shim_run_deferred() >= 1);
-	for (i = 1; i <= 64; i++)
+	for (i = 1; i <= 512; i++)
 		CHECK(fx_free_obj(0, 0x100000 + i * 0x1000));
 	fx_teardown();
 }
