@@ -85,6 +85,9 @@ def test_scale_memcgs_tasks_objects():
                    "longest IRQs-off move %d ns", m, ev[m + "_live"], ev[m + "_capacity"],
                    ev[m + "_bytes"], ev[m + "_bytes"] / max(1, ev[m + "_live"]),
                    ev[m + "_grows"], ev[m + "_move_irqoff_max_ns"])
+        metric("scale object records %d (%d bytes): %.1f bytes per object with the map",
+               ev["objrecs_live"], ev["objrecs_bytes"],
+               (ev["objmap_bytes"] + ev["objrecs_bytes"]) / max(1, ev["objmap_live"]))
         worst = sorted(((int(h.get("handler_max_ns", 0)), name)
                         for name, h in hooks().items()), reverse=True)[:5]
         metric("scale longest handler calls (ns; instructions under --icount): %s",
